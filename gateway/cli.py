@@ -1,0 +1,93 @@
+"""The ``gateway`` command line (SPEC §2). Errors in use print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config import Config, ConfigError, load_config
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("GATEWAY_CONFIG") or "routes.yaml")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(
+        f"{config.source}: OK, {len(config.routes)} routes, "
+        f"{len(config.trusted_issuers)} trusted issuers, store {config.store.split('://')[0]}"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    path = _config_path(args)
+    load_config(path)  # refuse a broken file before any worker starts
+    serve(path, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    from gateway.auth.keys import generate_key
+
+    config = _load(args)
+    kid = generate_key(config.tokens.keys, config.tokens.algorithm)
+    print(f"new signing key {kid} in {config.tokens.keys}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="routes.yaml path (default: $GATEWAY_CONFIG or ./routes.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=cmd_serve)
+
+    check = commands.add_parser("check", parents=[common], help="validate the configuration")
+    check.set_defaults(run=cmd_check)
+
+    keys = commands.add_parser("keys", help="signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    generate = keys.add_parser("generate", parents=[common], help="create a new signing key")
+    generate.set_defaults(run=cmd_keys_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The only place headers change on their way through the gateway.
+
+Security reasoning, once:
+
+- Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message; forwarding
+  ``Connection``, ``Transfer-Encoding`` or ``Upgrade`` would let a client steer how the
+  gateway's pooled upstream connection is framed. Headers named by ``Connection`` go too.
+- Identity headers are the upstream's only word on who is calling, so a client must never be
+  able to send one. They are removed in every spelling (any letter case, ``_`` for ``-``, sent
+  twice) on every route, public ones included, before the gateway adds its own from claims.
+- ``Authorization`` and the gateway's cookies are credentials for the gateway, not for the
+  upstream: an upstream that logs headers would otherwise leak live tokens.
+- ``X-Original-URL``, ``X-Rewrite-URL`` and the method-override family make some frameworks
+  serve another path or method than the one the gateway authorised, so they never pass.
+- ``X-Forwarded-*``, ``Forwarded`` and ``X-Real-IP`` are believed only from trusted proxies;
+  from anyone else they are replaced by what the gateway itself saw.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import Config, IpNetwork, Route
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_REROUTING = frozenset(
+    {
+        b"x-original-url",
+        b"x-rewrite-url",
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
+    }
+)
+_FORWARDING = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
+)
+# Set by the HTTP client from the URL and body, or handled by the gateway itself.
+_CLIENT_OWNED = frozenset({b"host", b"expect", b"via", b"x-request-id"})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """What the single pass over the client's headers learned."""
+
+    host: bytes | None
+    host_count: int
+    content_length: bytes | None
+    chunked: bool
+    request_id: bytes | None
+    origin: bytes | None
+    size: int
+
+
+class HeaderPolicy:
+    """Per-configuration header rules, compiled once; methods are the per-request work."""
+
+    def __init__(self, config: Config) -> None:
+        self.identity = tuple((name.encode(), claim) for name, claim in config.identity_headers)
+        self._identity_names = frozenset(name for name, _ in self.identity)
+        self._gateway_cookies = tuple(
+            name.encode() + b"="
+            for name in (
+                config.tokens.cookie.name,
+                *((config.tokens.access_cookie.name,) if config.tokens.access_cookie else ()),
+            )
+        )
+        self._trusted = config.server.trusted_proxies
+        self._always_drop = HOP_BY_HOP | _REROUTING | _CLIENT_OWNED | self._identity_names
+
+    def is_trusted(self, peer: str | None) -> bool:
+        """Whether ``peer`` is a proxy whose forwarding headers are believed."""
+        if not self._trusted or not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return _in_networks(address, self._trusted)
+
+    def upstream_request(
+        self,
+        headers: Iterable[tuple[bytes, bytes]],
+        route: Route,
+        *,
+        peer: str | None,
+        scheme: str,
+        request_id: bytes,
+        claims: Mapping[str, Any] | None,
+    ) -> RawHeaders:
+        """The headers to send upstream, built in one pass over the client's."""
+        trusted = self.is_trusted(peer)
+        drop = self._always_drop
+        remove = route.headers.remove
+        connection_named: set[bytes] = set()
+        out: RawHeaders = []
+        forwarded_for: list[bytes] = []
+        proto: bytes | None = None
+        host: bytes | None = None
+        forwarded_host: bytes | None = None
+        for name, value in headers:
+            if name == b"connection":
+                connection_named.update(
+                    part.strip().lower() for part in value.split(b",") if part.strip()
+                )
+                continue
+            if name in drop or (b"_" in name and name.replace(b"_", b"-") in drop):
+                if name == b"host":
+                    host = value
+                continue
+            if name in _FORWARDING:
+                if trusted:
+                    if name == b"x-forwarded-for":
+                        forwarded_for.append(value)
+                    elif name == b"x-forwarded-proto":
+                        proto = value
+                    elif name == b"x-forwarded-host":
+                        forwarded_host = value
+                    else:
+                        out.append((name, value))
+                continue
+            if name == b"authorization" and not route.forward_authorization:
+                continue
+            if name == b"cookie":
+                value = self._without_gateway_cookies(value)
+                if not value:
+                    continue
+            if remove and name.decode("latin-1") in remove:
+                continue
+            out.append((name, value))
+        if connection_named:
+            out = [(n, v) for n, v in out if n not in connection_named]
+        client = (peer or "").encode()
+        forwarded_for.append(client)
+        out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
+        out.append((b"x-forwarded-proto", proto or scheme.encode()))
+        if forwarded_host or host:
+            out.append((b"x-forwarded-host", forwarded_host or host or b""))
+        out.append((b"via", b"1.1 gateway"))
+        out.append((b"x-request-id", request_id))
+        for name, value in route.headers.set:
+            out.append((name.encode(), value.encode("latin-1")))
+        if claims is not None:
+            out.extend(self.identity_headers(claims))
+        return out
+
+    def identity_headers(self, claims: Mapping[str, Any]) -> RawHeaders:
+        """Identity headers rendered from verified claims (the verifier refused control chars)."""
+        out: RawHeaders = []
+        for name, claim in self.identity:
+            value = claims.get(claim)
+            if value is None:
+                continue
+            out.append((name, render_claim(value).encode("utf-8")))
+        return out
+
+    def _without_gateway_cookies(self, value: bytes) -> bytes:
+        if not any(cookie in value for cookie in self._gateway_cookies):
+            return value
+        kept = [
+            part
+            for part in (p.strip() for p in value.split(b";"))
+            if part and not part.startswith(self._gateway_cookies)
+        ]
+        return b"; ".join(kept)
+
+    def downstream_response(self, headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
+        """The upstream's response headers as the client receives them."""
+        out: RawHeaders = []
+        connection_named: set[bytes] = set()
+        cookies = self._gateway_cookies
+        for raw_name, value in headers:
+            name = raw_name.lower()
+            if name in HOP_BY_HOP:
+                if name == b"connection":
+                    connection_named.update(p.strip().lower() for p in value.split(b","))
+                continue
+            if name == b"set-cookie" and value.lstrip().startswith(cookies):
+                continue
+            if name == b"x-request-id":
+                continue
+            out.append((name, value))
+        if connection_named:
+            out = [(n, v) for n, v in out if n not in connection_named]
+        return out
+
+
+def render_claim(value: Any) -> str:
+    """A claim as a header value: lists joined by ", ", objects as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return ", ".join(render_claim(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _in_networks(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: tuple[IpNetwork, ...]
+) -> bool:
+    return any(address.version == net.version and address in net for net in networks)

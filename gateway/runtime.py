@@ -1,0 +1,98 @@
+"""Everything a request needs, built once from one configuration; reload swaps the whole object.
+
+``Runtime`` is immutable from the request's point of view: a request in flight keeps the
+``Runtime`` it started with, so a reload never changes the rules under it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Container, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from gateway.access import RouteAccess
+from gateway.auth.jwks import JwksSource
+from gateway.auth.keys import KeyRing
+from gateway.auth.verifier import IssuerPolicy, Verifier
+from gateway.config import Config, Route
+from gateway.headers import HeaderPolicy
+from gateway.proxy import route_timeout
+from gateway.routing import RouteTable
+
+@dataclass
+class Runtime:
+    """The compiled configuration plus the worker's shared clients."""
+
+    config: Config
+    table: RouteTable
+    policy: HeaderPolicy
+    access: Mapping[str, RouteAccess]
+    timeouts: Mapping[str, aiohttp.ClientTimeout]
+    verifier: Verifier
+    session: aiohttp.ClientSession
+    access_cookie: str | None
+    _rotations: dict[str, Iterator[str]] = field(default_factory=dict)
+
+    def upstream_for(self, route: Route) -> str:
+        """The next target of ``route``, round robin."""
+        if len(route.upstreams) == 1:
+            return route.upstreams[0]
+        return next(self._rotations[route.name])
+
+
+def build_verifier(
+    config: Config,
+    keyring: KeyRing,
+    jwks: Mapping[str, JwksSource],
+    revoked: Container[str] | None,
+) -> Verifier:
+    """The verifier for the gateway's own tokens and every trusted issuer's."""
+    tokens = config.tokens
+    policies = {
+        tokens.issuer: IssuerPolicy.own(
+            keyring,
+            issuer=tokens.issuer,
+            audience=tokens.audience,
+            max_lifetime=max(tokens.access_ttl, 86400.0),
+        )
+    }
+    for trusted in config.trusted_issuers:
+        policies[trusted.issuer] = IssuerPolicy(
+            issuer=trusted.issuer,
+            audience=trusted.audience,
+            algorithms=trusted.algorithms,
+            max_lifetime=trusted.max_lifetime,
+            required_typ=trusted.typ,
+            keys=jwks[trusted.issuer],
+        )
+    return Verifier(
+        policies,
+        leeway=tokens.leeway,
+        header_claims=tuple(claim for _, claim in config.identity_headers),
+        revoked=revoked,
+    )
+
+
+def build_runtime(
+    config: Config,
+    *,
+    keyring: KeyRing,
+    jwks: Mapping[str, JwksSource],
+    session: aiohttp.ClientSession,
+    revoked: Container[str] | None = None,
+) -> Runtime:
+    """Compile ``config`` into the objects the request path looks things up in."""
+    routes = config.routes
+    return Runtime(
+        config=config,
+        table=RouteTable(routes),
+        policy=HeaderPolicy(config),
+        access={r.name: RouteAccess.compile(r) for r in routes},
+        timeouts={r.name: route_timeout(r) for r in routes},
+        verifier=build_verifier(config, keyring, jwks, revoked),
+        session=session,
+        access_cookie=config.tokens.access_cookie.name if config.tokens.access_cookie else None,
+        _rotations={r.name: itertools.cycle(r.upstreams) for r in routes if len(r.upstreams) > 1},
+    )

@@ -1,0 +1,128 @@
+"""Body limits, streaming of large bodies, and upstream failures (502, 504)."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+
+import httpx
+
+from tests.proxy.conftest import Stack
+from tests.upstream import CHUNK, pattern_sha256
+
+MiB = 1024 * 1024
+
+
+def test_body_over_max_body_is_413_before_the_upstream_is_contacted(stack: Stack) -> None:
+    before = len(stack.upstream.seen)
+    response = httpx.post(f"{stack.url}/small", content=b"x" * 11)
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert len(stack.upstream.seen) == before
+
+
+def test_body_of_exactly_max_body_is_accepted(stack: Stack) -> None:
+    response = httpx.post(f"{stack.url}/small", content=b"x" * 10)
+    assert response.status_code == 200
+    assert response.json()["body_length"] == 10
+
+
+def test_streamed_body_over_max_body_is_413(stack: Stack) -> None:
+    def chunks():  # no Content-Length: chunked transfer encoding
+        yield b"x" * 6
+        yield b"x" * 6
+
+    response = httpx.post(f"{stack.url}/small", content=chunks())
+    assert response.status_code == 413
+
+
+def test_50_mib_download_streams_with_matching_hash_and_flat_memory(stack: Stack) -> None:
+    rss_before = stack.gateway.rss_kib()
+    digest = hashlib.sha256()
+    size = 50 * MiB
+    with httpx.stream("GET", f"{stack.url}/download?size={size}", timeout=60) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+    assert digest.hexdigest() == pattern_sha256(size)
+    grown_mib = (stack.gateway.rss_kib() - rss_before) / 1024
+    assert grown_mib < 20, f"gateway RSS grew by {grown_mib:.1f} MiB for a 50 MiB download"
+
+
+def test_50_mib_upload_streams_with_matching_hash_and_flat_memory(stack: Stack) -> None:
+    size = 50 * MiB
+
+    def body():
+        left = size
+        while left:
+            piece = CHUNK[: min(left, len(CHUNK))]
+            left -= len(piece)
+            yield piece
+
+    rss_before = stack.gateway.rss_kib()
+    response = httpx.post(f"{stack.url}/upload", content=body(), timeout=60,
+                          headers={"Content-Length": str(size)})
+    assert response.status_code == 200
+    assert response.json()["body_sha256"] == pattern_sha256(size)
+    assert response.json()["body_length"] == size
+    grown_mib = (stack.gateway.rss_kib() - rss_before) / 1024
+    assert grown_mib < 20, f"gateway RSS grew by {grown_mib:.1f} MiB for a 50 MiB upload"
+
+
+def test_unreachable_upstream_is_502(stack: Stack) -> None:
+    response = httpx.get(f"{stack.url}/dead")
+    assert response.status_code == 502
+    assert response.json()["error"] == "bad_gateway"
+
+
+def test_upstream_slower_than_timeout_is_504(stack: Stack) -> None:
+    response = httpx.get(f"{stack.url}/slow?seconds=3", timeout=10)
+    assert response.status_code == 504
+    assert response.json()["error"] == "gateway_timeout"
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        chunks = []
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except TimeoutError:
+            pass
+        return b"".join(chunks)
+
+
+def test_content_length_with_transfer_encoding_is_400_and_closed(stack: Stack) -> None:
+    answer = _raw(
+        stack.gateway.port,
+        b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert answer.count(b"HTTP/1.1") == 1
+
+
+def test_two_different_content_lengths_are_400(stack: Stack) -> None:
+    answer = _raw(
+        stack.gateway.port,
+        b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+        b"hello!",
+    )
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_missing_host_is_400(stack: Stack) -> None:
+    answer = _raw(stack.gateway.port, b"GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_two_hosts_are_400(stack: Stack) -> None:
+    answer = _raw(
+        stack.gateway.port,
+        b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 400")
