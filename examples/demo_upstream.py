@@ -40,7 +40,11 @@ async def list_orders(request: Request) -> JSONResponse:
 
 async def create_order(request: Request) -> JSONResponse:
     body = await request.json()
-    order = {"id": next(_ids), "item": str(body.get("item")), "by": request.headers.get("x-auth-subject")}
+    order = {
+        "id": next(_ids),
+        "item": str(body.get("item")),
+        "by": request.headers.get("x-auth-subject"),
+    }
     ORDERS[int(order["id"])] = order  # type: ignore[arg-type]
     return JSONResponse(order, status_code=201)
 

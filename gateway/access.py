@@ -33,9 +33,7 @@ class Denial:
         return [(b"www-authenticate", self.www_authenticate)]
 
 
-NO_TOKEN = Denial(
-    401, "unauthorized", "This route requires an access token", "missing", REALM
-)
+NO_TOKEN = Denial(401, "unauthorized", "This route requires an access token", "missing", REALM)
 
 
 def _quoted(text: str) -> bytes:

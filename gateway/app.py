@@ -51,9 +51,7 @@ class GatewayApp:
 
     async def jwks_endpoint(self, request: Request) -> JSONResponse:
         assert self.keyring is not None
-        return JSONResponse(
-            self.keyring.jwks(), headers={"cache-control": "public, max-age=300"}
-        )
+        return JSONResponse(self.keyring.jwks(), headers={"cache-control": "public, max-age=300"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

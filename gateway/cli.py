@@ -53,7 +53,9 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="routes.yaml path (default: $GATEWAY_CONFIG or ./routes.yaml)")
+    common.add_argument(
+        "--config", help="routes.yaml path (default: $GATEWAY_CONFIG or ./routes.yaml)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", parents=[common], help="run the gateway")

@@ -51,6 +51,8 @@ _PROTECTED_HEADERS = frozenset(
 _TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _METHOD = re.compile(r"^[A-Z]+$")
+_NO_STRINGS: tuple[str, ...] = ()
+_DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256",)
 
 
 class ConfigError(Exception):
@@ -241,7 +243,8 @@ class _Builder:
         self.doc.problems.append((self.doc.line(path), message))
 
     def section(self, value: Any, path: Path_, keys: frozenset[str]) -> dict[str, Any]:
-        label = ".".join(str(p) for p in path) or "the file"
+        label = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+        label = label or "the file"
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -378,7 +381,9 @@ class _Builder:
         if not 0 <= port <= 65535:
             self.error((*p, "admin", "port"), f"port: {port} is not a TCP port")
         proxies: list[IpNetwork] = []
-        for index, cidr in enumerate(self.get(m, p, "trusted_proxies", self.string_list, ())):
+        for index, cidr in enumerate(
+            self.get(m, p, "trusted_proxies", self.string_list, _NO_STRINGS)
+        ):
             try:
                 proxies.append(ipaddress.ip_network(cidr, strict=False))
             except ValueError:
@@ -449,9 +454,7 @@ class _Builder:
             keys=self.get(m, p, "keys", self.path_value, self.base / d.keys),
             access_ttl=self.get(m, p, "access_ttl", parse_duration, d.access_ttl),
             refresh_ttl=self.get(m, p, "refresh_ttl", parse_duration, d.refresh_ttl),
-            refresh_idle_ttl=self.get(
-                m, p, "refresh_idle_ttl", parse_duration, d.refresh_idle_ttl
-            ),
+            refresh_idle_ttl=self.get(m, p, "refresh_idle_ttl", parse_duration, d.refresh_idle_ttl),
             refresh_reuse_grace=self.get(
                 m, p, "refresh_reuse_grace", parse_duration, d.refresh_reuse_grace
             ),
@@ -493,7 +496,7 @@ class _Builder:
             if issuer in seen or issuer == tokens.issuer:
                 self.error((*p, "issuer"), f"issuer {issuer!r} is listed twice")
             seen.add(issuer)
-            algorithms = self.get(m, p, "algorithms", self.string_list, ("RS256",))
+            algorithms = self.get(m, p, "algorithms", self.string_list, _DEFAULT_ALGORITHMS)
             for algorithm in algorithms:
                 if algorithm not in VERIFY_ALGORITHMS:
                     self.error(
@@ -592,7 +595,7 @@ class _Builder:
                 }
             ),
         )
-        origins = self.get(m, p, "allow_origins", self.string_list, ())
+        origins = self.get(m, p, "allow_origins", self.string_list, _NO_STRINGS)
         for index, origin in enumerate(origins):
             if origin == "*" or origin_of(origin) != origin.rstrip("/"):
                 self.error(
@@ -603,10 +606,12 @@ class _Builder:
             allow_origins=frozenset(o.rstrip("/") for o in origins),
             allow_credentials=self.get(m, p, "allow_credentials", self.boolean, False),
             allow_methods=tuple(
-                x.upper() for x in self.get(m, p, "allow_methods", self.string_list, d.allow_methods)
+                x.upper()
+                for x in self.get(m, p, "allow_methods", self.string_list, d.allow_methods)
             ),
             allow_headers=tuple(
-                x.lower() for x in self.get(m, p, "allow_headers", self.string_list, d.allow_headers)
+                x.lower()
+                for x in self.get(m, p, "allow_headers", self.string_list, d.allow_headers)
             ),
             expose_headers=tuple(
                 x.lower()
@@ -676,12 +681,10 @@ class _Builder:
         path = path.rstrip("/") or "/"
         for reserved in RESERVED_PREFIXES:
             if path == reserved or path.startswith(reserved + "/"):
-                self.error(
-                    (*p, "path"), f"path {path!r} is under the gateway's own {reserved}"
-                )
+                self.error((*p, "path"), f"path {path!r} is under the gateway's own {reserved}")
         methods = None
         if "methods" in m and m["methods"] is not None:
-            listed = self.get(m, p, "methods", self.string_list, ())
+            listed = self.get(m, p, "methods", self.string_list, _NO_STRINGS)
             methods = frozenset(x.upper() for x in listed)
             for method in methods:
                 if not _METHOD.match(method):
@@ -721,7 +724,7 @@ class _Builder:
         if not isinstance(claims_value, dict):
             self.error((*p, "claims"), "claims must be a mapping of claim to value")
             claims_value = {}
-        scopes = self.get(m, p, "scopes", self.string_list, ())
+        scopes = self.get(m, p, "scopes", self.string_list, _NO_STRINGS)
         if auth == "public" and (scopes or claims_value):
             self.error(p, f"route {name!r}: a public route cannot require scopes or claims")
         rate = None
@@ -761,7 +764,7 @@ class _Builder:
                 self.error((*p, "set", header), f"headers.set: {header!r} is not a valid header")
                 continue
             pairs.append((header.lower(), text))
-        remove = self.get(m, p, "remove", self.string_list, ())
+        remove = self.get(m, p, "remove", self.string_list, _NO_STRINGS)
         return HeaderRules(set=tuple(pairs), remove=frozenset(h.lower() for h in remove))
 
 

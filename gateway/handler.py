@@ -68,8 +68,9 @@ class ProxyHandler:
             )
             return
         if hosts != 1:
-            await send_error(send, 400, "The request must carry exactly one Host header",
-                             headers=echo)
+            await send_error(
+                send, 400, "The request must carry exactly one Host header", headers=echo
+            )
             return
         try:
             path = normalise_path(
@@ -178,5 +179,6 @@ class ProxyHandler:
             return
         except UpstreamError as exc:
             if not exchange.response_started:
-                await send_error(send, exc.status, str(exc).capitalize(), code=exc.code,
-                                 headers=echo)
+                await send_error(
+                    send, exc.status, str(exc).capitalize(), code=exc.code, headers=echo
+                )

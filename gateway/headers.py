@@ -21,7 +21,6 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import Config, IpNetwork, Route
@@ -58,19 +57,6 @@ _FORWARDING = frozenset(
 _CLIENT_OWNED = frozenset({b"host", b"expect", b"via", b"x-request-id"})
 
 
-@dataclass(frozen=True, slots=True)
-class RequestView:
-    """What the single pass over the client's headers learned."""
-
-    host: bytes | None
-    host_count: int
-    content_length: bytes | None
-    chunked: bool
-    request_id: bytes | None
-    origin: bytes | None
-    size: int
-
-
 class HeaderPolicy:
     """Per-configuration header rules, compiled once; methods are the per-request work."""
 
@@ -86,6 +72,13 @@ class HeaderPolicy:
         )
         self._trusted = config.server.trusted_proxies
         self._always_drop = HOP_BY_HOP | _REROUTING | _CLIENT_OWNED | self._identity_names
+        self._set = {
+            r.name: tuple((n.encode(), v.encode("latin-1")) for n, v in r.headers.set)
+            for r in config.routes
+        }
+        self._remove = {
+            r.name: frozenset(n.encode() for n in r.headers.remove) for r in config.routes
+        }
 
     def is_trusted(self, peer: str | None) -> bool:
         """Whether ``peer`` is a proxy whose forwarding headers are believed."""
@@ -110,7 +103,7 @@ class HeaderPolicy:
         """The headers to send upstream, built in one pass over the client's."""
         trusted = self.is_trusted(peer)
         drop = self._always_drop
-        remove = route.headers.remove
+        remove = self._remove[route.name]
         connection_named: set[bytes] = set()
         out: RawHeaders = []
         forwarded_for: list[bytes] = []
@@ -144,7 +137,7 @@ class HeaderPolicy:
                 value = self._without_gateway_cookies(value)
                 if not value:
                     continue
-            if remove and name.decode("latin-1") in remove:
+            if name in remove:
                 continue
             out.append((name, value))
         if connection_named:
@@ -157,8 +150,7 @@ class HeaderPolicy:
             out.append((b"x-forwarded-host", forwarded_host or host or b""))
         out.append((b"via", b"1.1 gateway"))
         out.append((b"x-request-id", request_id))
-        for name, value in route.headers.set:
-            out.append((name.encode(), value.encode("latin-1")))
+        out.extend(self._set[route.name])
         if claims is not None:
             out.extend(self.identity_headers(claims))
         return out

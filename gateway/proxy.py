@@ -11,7 +11,7 @@ carry the gateway's answer: unreachable is 502, no answer within the route's tim
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 import aiohttp
@@ -20,7 +20,7 @@ from yarl import URL
 
 from gateway.config import Route
 
-ResponseHeaderFilter = Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
+ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
 ClockFn = Callable[[], float]
 
 CONNECT_TIMEOUT = 5.0
@@ -154,4 +154,3 @@ async def forward(
         raise UpstreamUnreachable("the upstream could not be reached") from exc
     finally:
         exchange.upstream_seconds = clock() - started
-

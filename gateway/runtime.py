@@ -21,6 +21,7 @@ from gateway.headers import HeaderPolicy
 from gateway.proxy import route_timeout
 from gateway.routing import RouteTable
 
+
 @dataclass
 class Runtime:
     """The compiled configuration plus the worker's shared clients."""

@@ -24,7 +24,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -49,17 +51,30 @@ def upstream() -> Iterator[tuple[Upstream, int]]:
 class GatewayProcess:
     """``gateway serve`` in a subprocess, with its output captured to a file."""
 
-    def __init__(self, config_path: Path, port: int, workers: int = 1,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config_path: Path, port: int, workers: int = 1, env: dict[str, str] | None = None
+    ) -> None:
         self.config_path = config_path
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = config_path.parent / f"gateway-{port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
-             "--port", str(port), "--workers", str(workers)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--config",
+                str(config_path),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
             env={**os.environ, **(env or {})},
         )
         try:
@@ -95,13 +110,21 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     """Start the real gateway on a YAML text (dedented); stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def start(config_text: str, *, workers: int = 1, env: dict[str, str] | None = None,
-              name: str = "routes.yaml") -> GatewayProcess:
+    def start(
+        config_text: str,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        name: str = "routes.yaml",
+    ) -> GatewayProcess:
         path = tmp_path / name
         text = textwrap.dedent(config_text)
         if "admin:" not in text:
-            text = text.replace("server:\n", f"server:\n  admin: {{port: {free_port()}}}\n", 1) \
-                if "server:\n" in text else f"server:\n  admin: {{port: {free_port()}}}\n" + text
+            text = (
+                text.replace("server:\n", f"server:\n  admin: {{port: {free_port()}}}\n", 1)
+                if "server:\n" in text
+                else f"server:\n  admin: {{port: {free_port()}}}\n" + text
+            )
         path.write_text(text)
         gateway = GatewayProcess(path, free_port(), workers, env)
         started.append(gateway)

@@ -28,7 +28,9 @@ class SigningKey:
 
     def __init__(self, directory: Path, algorithm: str = "EdDSA", kid: str | None = None) -> None:
         self.algorithm = algorithm
-        self.kid = kid or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:4]
+        self.kid = (
+            kid or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:4]
+        )
         self.private = new_private_key(algorithm)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = directory / f"{self.kid}.pem"
@@ -46,12 +48,18 @@ class SigningKey:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def token(self, *, ttl: float = 300, header: dict[str, Any] | None = None,
-              **claims: Any) -> str:
+    def token(
+        self, *, ttl: float = 300, header: dict[str, Any] | None = None, **claims: Any
+    ) -> str:
         now = int(time.time())
         payload: dict[str, Any] = {
-            "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + ttl,
-            "jti": uuid.uuid4().hex, "scope": "orders:read",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "alice",
+            "iat": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+            "scope": "orders:read",
         }
         payload.update(claims)
         payload = {k: v for k, v in payload.items() if v is not None}

@@ -58,8 +58,13 @@ class Upstream:
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         self.seen.append(
-            Seen(scope["method"], scope["path"], scope.get("raw_path") or b"",
-                 scope["query_string"], headers)
+            Seen(
+                scope["method"],
+                scope["path"],
+                scope.get("raw_path") or b"",
+                scope["query_string"],
+                headers,
+            )
         )
         query = parse_qs(scope["query_string"].decode())
         path: str = scope["path"]
@@ -76,10 +81,16 @@ class Upstream:
             more = message.get("more_body", False)
         if path.startswith("/download"):
             size = int(query["size"][0])
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"application/octet-stream"),
-                (b"content-length", str(size).encode()),
-            ]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/octet-stream"),
+                        (b"content-length", str(size).encode()),
+                    ],
+                }
+            )
             left = size
             while left:
                 piece = CHUNK[: min(left, len(CHUNK))]
@@ -97,23 +108,35 @@ class Upstream:
                 (b"set-cookie", b"gw_refresh=stolen; Path=/auth"),
             ]
         if path.startswith("/hop"):
-            extra = [(b"connection", b"x-secret-hop"), (b"x-secret-hop", b"1"),
-                     (b"keep-alive", b"timeout=5"), (b"x-custom", b"kept")]
-        payload = json.dumps({
-            "method": scope["method"],
-            "path": path,
-            "raw_path": (scope.get("raw_path") or b"").decode("latin-1"),
-            "query": scope["query_string"].decode("latin-1"),
-            "headers": headers,
-            "body_sha256": digest.hexdigest(),
-            "body_length": length,
-        }).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-            (b"x-upstream", b"yes"),
-            *extra,
-        ]})
+            extra = [
+                (b"connection", b"x-secret-hop"),
+                (b"x-secret-hop", b"1"),
+                (b"keep-alive", b"timeout=5"),
+                (b"x-custom", b"kept"),
+            ]
+        payload = json.dumps(
+            {
+                "method": scope["method"],
+                "path": path,
+                "raw_path": (scope.get("raw_path") or b"").decode("latin-1"),
+                "query": scope["query_string"].decode("latin-1"),
+                "headers": headers,
+                "body_sha256": digest.hexdigest(),
+                "body_length": length,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"x-upstream", b"yes"),
+                    *extra,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
 
@@ -121,8 +144,15 @@ class ServerThread:
     """Runs an ASGI app under uvicorn on 127.0.0.1:``port`` in a background thread."""
 
     def __init__(self, app: Any, port: int) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                                lifespan="on", loop="asyncio", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+            lifespan="on",
+            loop="asyncio",
+            timeout_graceful_shutdown=1,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = port

@@ -129,8 +129,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = free_port()
     keys = tmp_path / "keys"
     # Older keys of every algorithm, then the newest: all verify, the newest signs.
-    extra = {alg: SigningKey(keys, alg, kid=f"20200101T00000{i}Z-test") for i, alg in
-             enumerate(("RS256", "ES256"))}
+    extra = {
+        alg: SigningKey(keys, alg, kid=f"20200101T00000{i}Z-test")
+        for i, alg in enumerate(("RS256", "ES256"))
+    }
     key = SigningKey(keys, "EdDSA")
     config = tmp_path / "routes.yaml"
     text = routes_yaml(port).replace("{DEAD_PORT}", str(free_port()))

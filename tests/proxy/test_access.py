@@ -20,7 +20,9 @@ def _bearer(token: str) -> dict[str, str]:
 def _assert_invalid_token(response: httpx.Response) -> None:
     assert response.status_code == 401, response.text
     challenge = response.headers["www-authenticate"]
-    assert challenge.startswith('Bearer realm="gateway", error="invalid_token", error_description="')
+    assert challenge.startswith(
+        'Bearer realm="gateway", error="invalid_token", error_description="'
+    )
     assert response.json()["error"] == "invalid_token"
 
 
@@ -78,15 +80,18 @@ def _bad_tokens(key: SigningKey) -> list[object]:
         pytest.param(f"{head}.{body}.{flipped}", id="bad signature"),
         pytest.param(other.token(), id="signed by another key with the same kid"),
         pytest.param(
-            _unsigned({"alg": "none", "typ": "at+jwt", "kid": key.kid},
-                      {"iss": "http://gateway.test", "aud": "api", "sub": "x", "exp": now + 60}),
+            _unsigned(
+                {"alg": "none", "typ": "at+jwt", "kid": key.kid},
+                {"iss": "http://gateway.test", "aud": "api", "sub": "x", "exp": now + 60},
+            ),
             id="alg none",
         ),
         pytest.param(hs256_token, id="HS256 signed with the public key PEM"),
         pytest.param(key.token(header={"kid": "unknown-kid"}), id="unknown kid"),
         pytest.param(key.token(header={"kid": "../../etc/passwd"}), id="kid path traversal"),
-        pytest.param(other.token(header={"jku": "http://127.0.0.1:1/jwks.json"}),
-                     id="jku pointing elsewhere"),
+        pytest.param(
+            other.token(header={"jku": "http://127.0.0.1:1/jwks.json"}), id="jku pointing elsewhere"
+        ),
         pytest.param(key.token(header={"typ": "JWT"}), id="own issuer without at+jwt typ"),
         pytest.param(key.token(header={"crit": ["exp"]}), id="crit header"),
         pytest.param(key.token(sub="alice\r\nX-Injected: 1"), id="CRLF in an identity claim"),
@@ -102,8 +107,13 @@ def _hs256_with_public_key(key: SigningKey, now: int) -> str:
     import hmac
 
     header = {"alg": "HS256", "typ": "at+jwt", "kid": key.kid}
-    payload = {"iss": "http://gateway.test", "aud": "api", "sub": "mallory", "exp": now + 60,
-               "iat": now}
+    payload = {
+        "iss": "http://gateway.test",
+        "aud": "api",
+        "sub": "mallory",
+        "exp": now + 60,
+        "iat": now,
+    }
 
     def part(value: dict[str, object]) -> bytes:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
@@ -150,7 +160,9 @@ def test_two_authorization_headers_are_400(stack: Stack) -> None:
 
 
 def test_missing_scope_is_403_insufficient_scope_listing_all_route_scopes(stack: Stack) -> None:
-    response = httpx.get(f"{stack.url}/orders", headers=_bearer(stack.key.token(scope="orders:read")))
+    response = httpx.get(
+        f"{stack.url}/orders", headers=_bearer(stack.key.token(scope="orders:read"))
+    )
     assert response.status_code == 403
     assert response.json()["error"] == "insufficient_scope"
     assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
@@ -255,7 +267,7 @@ def test_ambiguous_paths_are_400(stack: Stack, path: str) -> None:
 
 
 def test_normalised_path_is_what_goes_upstream(stack: Stack) -> None:
-    status, body = raw_request(stack.gateway.port, "/public/a/./b/../c//d/%7Euser")
+    _status, body = raw_request(stack.gateway.port, "/public/a/./b/../c//d/%7Euser")
     assert json.loads(body)["raw_path"] == "/public/a/c/d/~user"
 
 

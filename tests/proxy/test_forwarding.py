@@ -15,8 +15,11 @@ def test_method_path_query_body_and_status_pass_through(stack: Stack) -> None:
         "PATCH",
         f"{stack.url}/echo/items/7?b=2&a=1&a=%20x&status=201",
         content=b'{"x": 1}',
-        headers={"Authorization": f"Bearer {stack.key.token()}", "X-Custom": "v1",
-                 "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {stack.key.token()}",
+            "X-Custom": "v1",
+            "Content-Type": "application/json",
+        },
     )
     assert response.status_code == 201
     seen = response.json()
@@ -57,8 +60,13 @@ def test_hop_by_hop_response_headers_are_dropped(stack: Stack) -> None:
 def test_hop_by_hop_request_headers_are_dropped(stack: Stack) -> None:
     response = httpx.get(
         f"{stack.url}/public/x",
-        headers={"Connection": "keep-alive, X-Drop-Me", "X-Drop-Me": "1", "TE": "trailers",
-                 "Proxy-Authorization": "Basic eA==", "Upgrade": "h2c"},
+        headers={
+            "Connection": "keep-alive, X-Drop-Me",
+            "X-Drop-Me": "1",
+            "TE": "trailers",
+            "Proxy-Authorization": "Basic eA==",
+            "Upgrade": "h2c",
+        },
     )
     names = {k for k, _ in response.json()["headers"]}
     assert not names & {"x-drop-me", "te", "proxy-authorization", "upgrade"}
@@ -80,9 +88,13 @@ def test_client_request_id_is_kept(stack: Stack) -> None:
 def test_forwarded_headers_describe_the_client_not_the_clients_claims(stack: Stack) -> None:
     response = httpx.get(
         f"{stack.url}/public/x",
-        headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https",
-                 "X-Forwarded-Host": "evil.example", "Forwarded": "for=6.6.6.6",
-                 "X-Real-IP": "6.6.6.6"},
+        headers={
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "evil.example",
+            "Forwarded": "for=6.6.6.6",
+            "X-Real-IP": "6.6.6.6",
+        },
     )
     seen = response.json()["headers"]
     headers = dict(seen)
@@ -95,8 +107,13 @@ def test_forwarded_headers_describe_the_client_not_the_clients_claims(stack: Sta
 
 @pytest.mark.parametrize(
     "header",
-    ["X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override", "X-HTTP-Method",
-     "X-Method-Override"],
+    [
+        "X-Original-URL",
+        "X-Rewrite-URL",
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+    ],
 )
 def test_rerouting_headers_never_reach_the_upstream(stack: Stack, header: str) -> None:
     response = httpx.get(f"{stack.url}/public/x", headers={header: "/admin"})
@@ -104,7 +121,9 @@ def test_rerouting_headers_never_reach_the_upstream(stack: Stack, header: str) -
 
 
 def test_authorization_is_withheld_from_the_upstream(stack: Stack) -> None:
-    response = httpx.get(f"{stack.url}/echo", headers={"Authorization": f"Bearer {stack.key.token()}"})
+    response = httpx.get(
+        f"{stack.url}/echo", headers={"Authorization": f"Bearer {stack.key.token()}"}
+    )
     assert response.status_code == 200
     assert "authorization" not in dict(response.json()["headers"])
 

@@ -60,8 +60,9 @@ def test_50_mib_upload_streams_with_matching_hash_and_flat_memory(stack: Stack) 
             yield piece
 
     rss_before = stack.gateway.rss_kib()
-    response = httpx.post(f"{stack.url}/upload", content=body(), timeout=60,
-                          headers={"Content-Length": str(size)})
+    response = httpx.post(
+        f"{stack.url}/upload", content=body(), timeout=60, headers={"Content-Length": str(size)}
+    )
     assert response.status_code == 200
     assert response.json()["body_sha256"] == pattern_sha256(size)
     assert response.json()["body_length"] == size
