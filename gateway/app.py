@@ -1,7 +1,12 @@
-"""Assembly: the worker's ASGI application, its lifespan, and the order requests flow in.
+"""Assembly: the worker's ASGI application, its lifespan, and live reload.
 
-A request whose normalised path is the gateway's own (``/auth/...``, ``/.well-known/...``) goes
-to the Starlette token-service app; every other path goes to the pure-ASGI proxy handler.
+Requests enter the pure-ASGI ``FrontDoor``; the gateway's own endpoints (``/auth/...``,
+``/.well-known/...``) are handed to the Starlette token-service app ``auth_app``.
+
+Reload: a changed ``routes.yaml``, users file or keys folder is noticed within a second (or at
+once on ``SIGHUP``), compiled into a new ``Runtime`` and swapped in by one assignment. Requests
+in flight hold the ``Runtime`` they started with. A file that does not load is refused, its
+problems logged, and the old configuration keeps serving.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +26,64 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
-from gateway.auth.jwks import JwksSource
-from gateway.auth.keys import KeyRing, ensure_key
-from gateway.config import Config, load_config
-from gateway.handler import ProxyHandler
+from gateway.auth.jwks import JwksError, JwksSource
+from gateway.auth.keys import KeyFileError, KeyRing, ensure_key
+from gateway.balancer import Balancer
+from gateway.config import Config, ConfigError, TrustedIssuer, load_config
+from gateway.handler import FrontDoor
+from gateway.observability import RELOADS, AccessLog
 from gateway.proxy import make_session
+from gateway.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
 from gateway.runtime import Runtime, build_runtime
+from gateway.store import RefreshStore, StoreUnavailable, open_store
+from gateway.watch import Fingerprint, fingerprint
 
 log = logging.getLogger("gateway")
+WATCH_INTERVAL = 1.0
+
+ReloadHook = Callable[[Config, KeyRing], None]
 
 
 class GatewayApp:
     """The ASGI application of one worker process."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, log_format: str = "json", workers: int = 1) -> None:
         self.config = config
+        self.workers = workers
         self._runtime: Runtime | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._reload_now = asyncio.Event()
+        self._fingerprint: Fingerprint | None = None
         self.keyring: KeyRing | None = None
         self.jwks: dict[str, JwksSource] = {}
+        self._jwks_loops: dict[str, asyncio.Task[Any]] = {}
+        self._jwks_settings: dict[str, TrustedIssuer] = {}
         self.http: httpx.AsyncClient | None = None
-        self.proxy = ProxyHandler(self.runtime)
+        self.store: RefreshStore | None = None
+        self.reload_hooks: list[ReloadHook] = []
+        self.balancer = Balancer()
+        self._memory_limiter = MemoryRateLimiter()
+        self._store_limiter: StoreRateLimiter | None = None
         self.auth_app = Starlette(
             routes=[StarletteRoute("/.well-known/jwks.json", self.jwks_endpoint)]
+        )
+        self.front = FrontDoor(
+            self.runtime,
+            token_service=self.auth_app,
+            access_log=AccessLog(log_format),
+            balancer=self.balancer,
+            limiter=self.limiter,
         )
 
     def runtime(self) -> Runtime:
         assert self._runtime is not None, "the lifespan has not started"
         return self._runtime
+
+    def limiter(self) -> RateLimiter:
+        """Shared counters when replicas or workers must agree, else this process's memory."""
+        if self._store_limiter is not None:
+            return self._store_limiter
+        return self._memory_limiter
 
     async def jwks_endpoint(self, request: Request) -> JSONResponse:
         assert self.keyring is not None
@@ -56,11 +92,7 @@ class GatewayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path: str = scope["path"]
-            if path.startswith(("/auth/", "/.well-known/")) or path == "/auth":
-                await self.auth_app(scope, receive, send)
-            else:
-                await self.proxy(scope, receive, send)
+            await self.front(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -70,7 +102,8 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.startup()
-                except Exception as exc:
+                except (KeyFileError, JwksError, OSError) as exc:
+                    log.error("cannot start: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
@@ -85,31 +118,119 @@ class GatewayApp:
         ensure_key(tokens.keys, tokens.algorithm)
         self.keyring = KeyRing.load(tokens.keys, tokens.algorithm)
         self.http = httpx.AsyncClient(timeout=5.0)
-        for trusted in config.trusted_issuers:
-            if trusted.jwks_file is not None:
-                source = JwksSource.from_file(trusted.issuer, trusted.jwks_file)
-            else:
-                assert trusted.jwks_uri is not None
-                source = JwksSource.from_uri(trusted.issuer, trusted.jwks_uri, self.http)
-                self._tasks.append(asyncio.create_task(source.run_refresh_loop()))
-            self.jwks[trusted.issuer] = source
+        self._sync_jwks_sources(config)
+        self.store = open_store(
+            config.store,
+            base_dir=config.base_dir,
+            revocation_retention=tokens.access_ttl + tokens.leeway,
+        )
+        shared = not config.store.startswith("sqlite") or self.workers > 1
+        if shared:
+            self._store_limiter = StoreRateLimiter(self.store)
         self._runtime = build_runtime(
             config, keyring=self.keyring, jwks=self.jwks, session=make_session()
         )
+        self._fingerprint = fingerprint(config)
+        self._tasks.append(asyncio.create_task(self._watch()))
+
+    def _sync_jwks_sources(self, config: Config) -> None:
+        """One key source per trusted issuer. A ``jwks_uri`` source whose settings did not
+        change is kept (with its cache and refresh loop); ``jwks_file`` sources are re-read."""
+        assert self.http is not None
+        sources: dict[str, JwksSource] = {}
+        loops: dict[str, asyncio.Task[Any]] = {}
+        for trusted in config.trusted_issuers:
+            if trusted.jwks_file is not None:
+                sources[trusted.issuer] = JwksSource.from_file(trusted.issuer, trusted.jwks_file)
+                continue
+            assert trusted.jwks_uri is not None
+            if self._jwks_settings.get(trusted.issuer) == trusted:
+                sources[trusted.issuer] = self.jwks[trusted.issuer]
+                loops[trusted.issuer] = self._jwks_loops.pop(trusted.issuer)
+                continue
+            source = JwksSource.from_uri(trusted.issuer, trusted.jwks_uri, self.http)
+            sources[trusted.issuer] = source
+            loops[trusted.issuer] = asyncio.create_task(source.run_refresh_loop())
+        for task in self._jwks_loops.values():
+            task.cancel()
+        self.jwks = sources
+        self._jwks_loops = loops
+        self._jwks_settings = {t.issuer: t for t in config.trusted_issuers}
+
+    def request_reload(self) -> None:
+        """Reload now (``SIGHUP``)."""
+        self._reload_now.set()
+
+    async def _watch(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload_now.wait(), WATCH_INTERVAL)
+            forced = self._reload_now.is_set()
+            self._reload_now.clear()
+            current = await asyncio.to_thread(fingerprint, self.config)
+            if forced or current != self._fingerprint:
+                self._fingerprint = current
+                self.reload()
+
+    def reload(self) -> bool:
+        """Load the configuration again and swap it in; keep the old one if it is broken."""
+        path = self.config.source
+        try:
+            config = load_config(path)
+            keyring = KeyRing.load(config.tokens.keys, config.tokens.algorithm)
+            self._sync_jwks_sources(config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem)
+            RELOADS.labels("error").inc()
+            return False
+        except (KeyFileError, JwksError) as exc:
+            log.error("reload refused: %s", exc)
+            RELOADS.labels("error").inc()
+            return False
+        old = self.runtime()
+        self.config = config
+        self.keyring = keyring
+        self._runtime = build_runtime(config, keyring=keyring, jwks=self.jwks, session=old.session)
+        for hook in self.reload_hooks:
+            hook(config, keyring)
+        RELOADS.labels("ok").inc()
+        log.info("configuration reloaded from %s (%d routes)", path, len(config.routes))
+        return True
+
+    async def readiness(self) -> list[str]:
+        """Why this worker is not ready; empty when it is."""
+        problems: list[str] = []
+        if self.store is not None:
+            try:
+                await asyncio.wait_for(self.store.ping(), 2.0)
+            except (StoreUnavailable, TimeoutError):
+                problems.append("store unreachable")
+        if self.keyring is None or not self.keyring.kids:
+            problems.append("no signing keys loaded")
+        for issuer, source in self.jwks.items():
+            if not source.ready:
+                problems.append(f"JWKS of {issuer} never fetched")
+        return problems
 
     async def shutdown(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._jwks_loops.values()]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._jwks_loops.values()]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._runtime is not None:
             await self._runtime.session.close()
         if self.http is not None:
             await self.http.aclose()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.close()
 
 
-def create_app(config_path: str | Path | None = None) -> GatewayApp:
+def create_app(
+    config_path: str | Path | None = None, *, log_format: str = "json", workers: int = 1
+) -> GatewayApp:
     """The application for the configuration at ``config_path`` (or ``GATEWAY_CONFIG``)."""
     path = config_path or os.environ.get("GATEWAY_CONFIG") or "routes.yaml"
-    return GatewayApp(load_config(path))
+    return GatewayApp(load_config(path), log_format=log_format, workers=workers)

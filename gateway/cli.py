@@ -36,9 +36,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.server import serve
 
     path = _config_path(args)
-    load_config(path)  # refuse a broken file before any worker starts
-    serve(path, host=args.host, port=args.port, workers=args.workers)
-    return 0
+    config = load_config(path)  # refuse a broken file before any worker starts
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    from gateway.auth.keys import KeyFileError, ensure_key
+
+    try:  # once, before workers exist, so that two workers never both create the first key
+        ensure_key(config.tokens.keys, config.tokens.algorithm)
+    except (KeyFileError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    return serve(
+        path,
+        host=args.host,
+        port=args.port,
+        admin_host=config.server.admin.host,
+        admin_port=config.server.admin.port,
+        workers=args.workers,
+        log_format=args.log_format,
+    )
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
@@ -62,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default="json",
+        help="access log format on stdout (text is for a human at a terminal)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     check = commands.add_parser("check", parents=[common], help="validate the configuration")

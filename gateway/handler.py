@@ -1,8 +1,10 @@
-"""One proxied request from socket to upstream and back, as pure ASGI.
+"""The front door: one HTTP request from socket to answer, as pure ASGI.
 
 The order is the security argument: size limits and framing first, then the path is normalised
-once (what is matched is what is forwarded), the route chosen, the token checked against that
-route, the body limit enforced, and only then is the upstream contacted.
+once (what is matched is what is forwarded), CORS preflights are answered, the route is chosen,
+the token checked against that route, the rate limit and body limit enforced, and only then is
+the upstream contacted. The gateway's own endpoints (``/auth``, ``/.well-known``) are handed to
+the token service after the same framing checks.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.access import NO_TOKEN, Denial, invalid_token
 from gateway.auth.errors import InvalidRequest, TokenError
 from gateway.auth.extract import extract_token
+from gateway.balancer import Balancer
+from gateway.cors import without_cors
 from gateway.http_errors import send_error
+from gateway.observability import UPSTREAM_FAILURES, AccessLog, AccessRecord
 from gateway.paths import PathError, normalise_path
 from gateway.proxy import (
     BodyTooLarge,
@@ -27,30 +32,81 @@ from gateway.proxy import (
     forward,
     request_body,
 )
+from gateway.ratelimit import RateLimiter
 from gateway.routing import MethodNotAllowed
 from gateway.runtime import Runtime
 
 MAX_HEADER_BYTES = 32 * 1024
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_MAX_LOGGED_PATH = 2048
 
 
 def new_request_id() -> bytes:
     return os.urandom(16).hex().encode()
 
 
-class ProxyHandler:
-    """Serves every path the gateway does not own from the current ``Runtime``."""
+def _is_own_path(path: str) -> bool:
+    return path == "/auth" or path.startswith(("/auth/", "/.well-known/"))
 
-    def __init__(self, runtime: Callable[[], Runtime], clock: Callable[[], float] = time.monotonic):
+
+class FrontDoor:
+    """Serves every HTTP request of a worker from the current ``Runtime``."""
+
+    def __init__(
+        self,
+        runtime: Callable[[], Runtime],
+        *,
+        token_service: ASGIApp,
+        access_log: AccessLog,
+        balancer: Balancer,
+        limiter: Callable[[], RateLimiter],
+    ) -> None:
         self._runtime = runtime
-        self._clock = clock
+        self._token_service = token_service
+        self._log = access_log
+        self._balancer = balancer
+        self._limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         rt = self._runtime()
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        record = AccessRecord(method=scope["method"], path="", client=peer)
+        try:
+            await self._handle(rt, scope, receive, send, record)
+        finally:
+            self._log.finish(record, started)
+
+    async def _error(
+        self,
+        send: Send,
+        record: AccessRecord,
+        status: int,
+        description: str,
+        *,
+        code: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        close: bool = False,
+    ) -> None:
+        record.status = status
+        echo = [(b"x-request-id", record.request_id.encode())]
+        await send_error(
+            send, status, description, code=code, headers=[*(headers or ()), *echo], close=close
+        )
+
+    async def _handle(
+        self, rt: Runtime, scope: Scope, receive: Receive, send: Send, record: AccessRecord
+    ) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         size = 0
         hosts = 0
         request_id: bytes | None = None
         content_length: bytes | None = None
+        chunked = False
+        origin: bytes | None = None
+        preflight = False
+        forwarded_for: list[bytes] | None = None
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"host":
@@ -59,48 +115,88 @@ class ProxyHandler:
                 request_id = value
             elif name == b"content-length":
                 content_length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                preflight = True
+            elif name == b"x-forwarded-for":
+                forwarded_for = [*(forwarded_for or ()), value]
         if request_id is None or len(request_id) > 200 or not request_id.isascii():
             request_id = new_request_id()
-        echo = [(b"x-request-id", request_id)]
+        record.request_id = request_id.decode("ascii", "replace")
+        policy = rt.policy
+        if forwarded_for is not None:
+            record.client = policy.client_address(record.client, forwarded_for)
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        record.path = raw_path[:_MAX_LOGGED_PATH].decode("latin-1")
         if size > MAX_HEADER_BYTES:
-            await send_error(
-                send, 431, "The request headers are too large", headers=echo, close=True
-            )
+            await self._error(send, record, 431, "The request headers are too large", close=True)
             return
         if hosts != 1:
-            await send_error(
-                send, 400, "The request must carry exactly one Host header", headers=echo
-            )
+            await self._error(send, record, 400, "The request must carry exactly one Host header")
             return
         try:
-            path = normalise_path(
-                scope.get("raw_path") or scope["path"].encode(),
-                allow_params=rt.config.server.allow_path_params,
-            )
+            path = normalise_path(raw_path, allow_params=rt.config.server.allow_path_params)
         except PathError as exc:
-            await send_error(send, 400, str(exc).capitalize(), headers=echo)
+            await self._error(send, record, 400, str(exc).capitalize())
             return
+        record.path = path[:_MAX_LOGGED_PATH]
         method: str = scope["method"]
+        cors = rt.cors
+        if preflight and method == "OPTIONS" and origin is not None:
+            record.route = "cors-preflight"
+            allowed = cors.allows(origin)
+            record.status = 204 if allowed else 403
+            if allowed:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 204,
+                        "headers": [*cors.preflight(origin), (b"x-request-id", request_id)],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                await self._error(
+                    send,
+                    record,
+                    403,
+                    "This origin is not allowed",
+                    code="forbidden",
+                    headers=cors.preflight(origin),
+                )
+            return
+        if origin is not None and cors.allows(origin):
+            send = _with_headers(send, cors.response(origin))
+        if _is_own_path(path):
+            record.route = "token-service"
+            scope["path"] = path
+            scope["raw_path"] = path.encode()
+            await self._token_service(scope, receive, _recording(send, record))
+            return
         match = rt.table.match(method, path)
         if match is None:
-            await send_error(send, 404, "No route matches this path", headers=echo)
+            await self._error(send, record, 404, "No route matches this path")
             return
         if isinstance(match, MethodNotAllowed):
-            await send_error(
+            await self._error(
                 send,
+                record,
                 405,
                 "This route does not allow the method",
-                headers=[(b"allow", ", ".join(match.allow).encode()), *echo],
+                headers=[(b"allow", ", ".join(match.allow).encode())],
             )
             return
         route = match.route
-        access = rt.access[route.name]
+        record.route = route.name
         claims: dict[str, Any] | None = None
         if route.auth != "public":
             try:
                 token = extract_token(headers, scope.get("query_string", b""), rt.access_cookie)
             except InvalidRequest as exc:
-                await send_error(send, 400, exc.description, headers=echo)
+                await self._error(send, record, 400, exc.description)
                 return
             denial: Denial | None = None
             if token is None:
@@ -112,73 +208,143 @@ class ProxyHandler:
                 except TokenError as exc:
                     denial = invalid_token(exc)
                 else:
-                    denial = access.check(claims)
+                    record.sub = str(claims.get("sub", "")) or None
+                    denial = rt.access[route.name].check(claims)
             if denial is not None:
-                await send_error(
+                record.auth_failure = denial.reason
+                await self._error(
                     send,
+                    record,
                     denial.status,
                     denial.description,
                     code=denial.code,
-                    headers=[*denial.headers(), *echo],
+                    headers=denial.headers(),
                 )
                 return
-        limit = route.max_body
-        has_body = content_length is not None or any(
-            name == b"transfer-encoding" for name, _ in headers
-        )
+        if route.rate_limit is not None:
+            key = f"{route.name}:{'sub:' + record.sub if record.sub else 'ip:' + record.client}"
+            retry_after = await self._limiter().hit(key, route.rate_limit)
+            if retry_after is not None:
+                await self._error(
+                    send,
+                    record,
+                    429,
+                    "Too many requests; retry later",
+                    headers=[(b"retry-after", str(retry_after).encode())],
+                )
+                return
+        has_body = chunked
         if content_length is not None:
             try:
                 declared = int(content_length)
             except ValueError:
-                await send_error(send, 400, "Invalid Content-Length", headers=echo, close=True)
+                await self._error(send, record, 400, "Invalid Content-Length", close=True)
                 return
-            if declared > limit:
-                await send_error(
-                    send, 413, "The request body is larger than this route allows", headers=echo
+            if declared > route.max_body:
+                await self._error(
+                    send, record, 413, "The request body is larger than this route allows"
                 )
                 return
             has_body = declared > 0
-        client = scope.get("client")
-        peer = client[0] if client else None
-        upstream_headers = rt.policy.upstream_request(
+        upstream_headers = policy.upstream_request(
             headers,
             route,
-            peer=peer,
+            peer=peer_of(scope),
             scheme=scope.get("scheme", "http"),
             request_id=request_id,
             claims=claims,
         )
+        query: bytes = scope.get("query_string", b"")
+        suffix = match.upstream_path + ("?" + query.decode("latin-1") if query else "")
+        echo = (b"x-request-id", request_id)
+        strip_cors = origin is not None and cors.allows(origin)
+
+        def response_headers(raw: Any) -> list[tuple[bytes, bytes]]:
+            out = policy.downstream_response(raw)
+            if strip_cors:
+                out = without_cors(out)
+            out.append(echo)
+            return out
+
         exchange = Exchange()
-        query = scope.get("query_string", b"")
-        url = rt.upstream_for(route) + match.upstream_path
-        if query:
-            url += "?" + query.decode("latin-1")
-        try:
-            await forward(
-                rt.session,
-                method=method,
-                url=url,
-                headers=upstream_headers,
-                body=request_body(receive, limit, exchange) if has_body else None,
-                timeout=rt.timeouts[route.name],
-                send=send,
-                response_headers=lambda raw: [*rt.policy.downstream_response(raw), *echo],
-                exchange=exchange,
-                clock=self._clock,
-            )
-        except BodyTooLarge:
-            if not exchange.response_started:
-                await send_error(
-                    send,
-                    413,
-                    "The request body is larger than this route allows",
-                    headers=echo,
-                    close=True,
+        body = request_body(receive, route.max_body, exchange) if has_body else None
+        targets = self._balancer.order(route)
+        for attempt, target in enumerate(targets):
+            try:
+                await forward(
+                    rt.session,
+                    method=method,
+                    url=target + suffix,
+                    headers=upstream_headers,
+                    body=body,
+                    timeout=rt.timeouts[route.name],
+                    send=send,
+                    response_headers=response_headers,
+                    exchange=exchange,
                 )
-        except ClientGone:
+            except UpstreamError as exc:
+                UPSTREAM_FAILURES.labels(route.name, "connect" if exc.connect else "io").inc()
+                if exc.connect:
+                    self._balancer.failed(target)
+                retry = (
+                    not exchange.body_started
+                    and not exchange.response_started
+                    and (exc.connect or method in IDEMPOTENT)
+                )
+                if retry and attempt + 1 < len(targets):
+                    continue
+                await self._upstream_failed(send, record, exchange, exc)
+            except BodyTooLarge:
+                if not exchange.response_started:
+                    await self._error(
+                        send,
+                        record,
+                        413,
+                        "The request body is larger than this route allows",
+                        close=True,
+                    )
+            except ClientGone:
+                record.status = 499
+            else:
+                self._balancer.succeeded(target)
+                record.status = exchange.upstream_status or 0
+            break
+        record.upstream_status = exchange.upstream_status
+        record.upstream_ms = exchange.upstream_seconds * 1000 if exchange.attempted else None
+        record.bytes_in = exchange.bytes_in
+        record.bytes_out = exchange.bytes_out
+
+    async def _upstream_failed(
+        self, send: Send, record: AccessRecord, exchange: Exchange, exc: UpstreamError
+    ) -> None:
+        if exchange.response_started:
+            # Headers are out: the only honest signal left is an aborted connection, which
+            # uvicorn gives when the app returns without finishing the body.
+            record.status = exchange.upstream_status or 0
             return
-        except UpstreamError as exc:
-            if not exchange.response_started:
-                await send_error(
-                    send, exc.status, str(exc).capitalize(), code=exc.code, headers=echo
-                )
+        await self._error(send, record, exc.status, str(exc).capitalize(), code=exc.code)
+
+
+def peer_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*without_cors(list(message.get("headers", ()))), *extra]
+        await send(message)
+
+    return wrapped
+
+
+def _recording(send: Send, record: AccessRecord) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            record.status = message["status"]
+        elif message["type"] == "http.response.body":
+            record.bytes_out += len(message.get("body", b""))
+        await send(message)
+
+    return wrapped

@@ -90,6 +90,17 @@ class HeaderPolicy:
             return False
         return _in_networks(address, self._trusted)
 
+    def client_address(self, peer: str, forwarded_for: list[bytes]) -> str:
+        """The client's address: the first untrusted hop of ``X-Forwarded-For``, read right
+        to left, when the peer is a trusted proxy; the peer itself otherwise."""
+        if not self.is_trusted(peer):
+            return peer
+        hops = [h.strip().decode("latin-1") for v in forwarded_for for h in v.split(b",")]
+        for hop in reversed(hops):
+            if hop and not self.is_trusted(hop):
+                return hop
+        return hops[0] if hops and hops[0] else peer
+
     def upstream_request(
         self,
         headers: Iterable[tuple[bytes, bytes]],

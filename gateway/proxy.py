@@ -11,6 +11,7 @@ carry the gateway's answer: unreachable is 502, no answer within the route's tim
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
@@ -21,17 +22,24 @@ from yarl import URL
 from gateway.config import Route
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
-ClockFn = Callable[[], float]
 
 CONNECT_TIMEOUT = 5.0
 _CHUNK = 64 * 1024
 
 
 class UpstreamError(Exception):
-    """The upstream could not produce an answer; ``status`` is what the client gets."""
+    """The upstream could not produce an answer; ``status`` is what the client gets.
+
+    ``connect`` is true when no connection was made, so the request never reached the
+    upstream and may be retried on another target whatever its method.
+    """
 
     status = 502
     code = "bad_gateway"
+
+    def __init__(self, message: str, *, connect: bool) -> None:
+        super().__init__(message)
+        self.connect = connect
 
 
 class UpstreamUnreachable(UpstreamError):
@@ -61,6 +69,8 @@ class Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     upstream_seconds: float = 0.0
+    attempted: bool = False
+    body_started: bool = False
     response_started: bool = False
 
 
@@ -92,6 +102,7 @@ def route_timeout(route: Route) -> aiohttp.ClientTimeout:
 async def request_body(receive: Receive, limit: int, exchange: Exchange) -> AsyncIterator[bytes]:
     """The client's body, chunk by chunk, refusing to go past ``limit`` bytes."""
     more = True
+    exchange.body_started = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -116,10 +127,10 @@ async def forward(
     send: Send,
     response_headers: ResponseHeaderFilter,
     exchange: Exchange,
-    clock: ClockFn,
 ) -> None:
     """Send the request upstream and relay the answer to ``send`` as it streams in."""
-    started = clock()
+    started = time.perf_counter()
+    exchange.attempted = True
     try:
         async with session.request(
             method,
@@ -145,12 +156,18 @@ async def forward(
             await send({"type": "http.response.body", "body": b""})
     except (BodyTooLarge, ClientGone):
         raise
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise UpstreamTimeout(
+            "the upstream did not accept a connection in time", connect=True
+        ) from exc
     except TimeoutError as exc:
-        raise UpstreamTimeout("the upstream did not answer in time") from exc
+        raise UpstreamTimeout("the upstream did not answer in time", connect=False) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamUnreachable("the upstream could not be reached", connect=True) from exc
     except aiohttp.ClientError as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, BodyTooLarge | ClientGone):
             raise cause from None
-        raise UpstreamUnreachable("the upstream could not be reached") from exc
+        raise UpstreamUnreachable("the upstream connection failed", connect=False) from exc
     finally:
-        exchange.upstream_seconds = clock() - started
+        exchange.upstream_seconds += time.perf_counter() - started

@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Container, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -16,13 +15,14 @@ from gateway.access import RouteAccess
 from gateway.auth.jwks import JwksSource
 from gateway.auth.keys import KeyRing
 from gateway.auth.verifier import IssuerPolicy, Verifier
-from gateway.config import Config, Route
+from gateway.config import Config
+from gateway.cors import CorsPolicy
 from gateway.headers import HeaderPolicy
 from gateway.proxy import route_timeout
 from gateway.routing import RouteTable
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
     """The compiled configuration plus the worker's shared clients."""
 
@@ -34,13 +34,7 @@ class Runtime:
     verifier: Verifier
     session: aiohttp.ClientSession
     access_cookie: str | None
-    _rotations: dict[str, Iterator[str]] = field(default_factory=dict)
-
-    def upstream_for(self, route: Route) -> str:
-        """The next target of ``route``, round robin."""
-        if len(route.upstreams) == 1:
-            return route.upstreams[0]
-        return next(self._rotations[route.name])
+    cors: CorsPolicy
 
 
 def build_verifier(
@@ -95,5 +89,5 @@ def build_runtime(
         verifier=build_verifier(config, keyring, jwks, revoked),
         session=session,
         access_cookie=config.tokens.access_cookie.name if config.tokens.access_cookie else None,
-        _rotations={r.name: itertools.cycle(r.upstreams) for r in routes if len(r.upstreams) > 1},
+        cors=CorsPolicy(config.cors),
     )

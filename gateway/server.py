@@ -1,41 +1,226 @@
-"""Running the gateway under uvicorn with the settings a proxy needs.
+"""Running the gateway: worker processes under uvicorn, and the supervisor that owns them.
 
+Uvicorn settings a proxy needs:
 - uvloop and httptools: the fast loop and parser. httptools (llhttp) also refuses a request
   carrying both ``Content-Length`` and ``Transfer-Encoding`` and closes the connection, where
   h11 kept it open and served the smuggled second request.
 - ``proxy_headers=False``: uvicorn would otherwise believe ``X-Forwarded-For`` from 127.0.0.1;
   the gateway decides trust itself from ``server.trusted_proxies``.
 - No ``Server``/``Date`` headers of uvicorn's own, so the upstream's pass through unchanged.
+
+Process model: the supervisor binds the public and admin sockets once and starts N workers that
+share them. Signals are the gateway's, not uvicorn's: ``SIGTERM``/``SIGINT`` stop accepting,
+let requests in flight finish (up to 30 s) and exit 0; ``SIGHUP`` reloads the configuration in
+every worker without restarting it. With one worker the supervisor is the worker itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import multiprocessing
 import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Generator
+from multiprocessing.context import SpawnProcess
 from pathlib import Path
 
 import uvicorn
 
 GRACEFUL_STOP_SECONDS = 30
+log = logging.getLogger("gateway")
 
 
-def serve(config_path: Path, *, host: str, port: int, workers: int) -> None:
-    """Run the gateway in the foreground until it is stopped."""
-    os.environ["GATEWAY_CONFIG"] = str(config_path.resolve())
-    uvicorn.run(
-        "gateway.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers if workers > 1 else None,
-        loop="uvloop",
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the gateway."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket, shared by every worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        loop="none",
         http="httptools",
+        lifespan=lifespan,  # type: ignore[arg-type]
         proxy_headers=False,
         forwarded_allow_ips="",
         server_header=False,
         date_header=False,
         access_log=False,
-        lifespan="on",
+        log_config=None,
+        log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS,
         timeout_keep_alive=30,
-        log_level="warning",
+        backlog=2048,
     )
+
+
+async def _serve_worker(
+    config_path: Path,
+    public: socket.socket,
+    admin: socket.socket,
+    log_format: str,
+    workers: int,
+) -> None:
+    from gateway.admin import AdminApp
+    from gateway.app import create_app
+
+    app = create_app(config_path, log_format=log_format, workers=workers)
+    public_server = _Server(_uvicorn_config(app, lifespan="on"))
+    admin_server = _Server(_uvicorn_config(AdminApp(app), lifespan="off"))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        public_server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, app.request_reload)
+    admin_task = asyncio.create_task(admin_server.serve(sockets=[admin]))
+    try:
+        await public_server.serve(sockets=[public])
+    finally:
+        admin_server.should_exit = True
+        await admin_task
+    if not public_server.started:
+        raise SystemExit(3)
+
+
+def run_worker(
+    config_path: Path,
+    public: socket.socket,
+    admin: socket.socket,
+    log_format: str,
+    workers: int,
+) -> None:
+    """A worker process's whole life."""
+    from gateway.observability import configure_logging
+
+    configure_logging()
+    loop_factory: Callable[[], asyncio.AbstractEventLoop]
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+        loop_factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve_worker(config_path, public, admin, log_format, workers))
+
+
+def serve(
+    config_path: Path,
+    *,
+    host: str,
+    port: int,
+    admin_host: str,
+    admin_port: int,
+    workers: int,
+    log_format: str,
+) -> int:
+    """Run the gateway in the foreground until it is stopped; the exit status."""
+    config_path = config_path.resolve()
+    os.environ["GATEWAY_CONFIG"] = str(config_path)
+    metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        public = bind(host, port)
+        admin = bind(admin_host, admin_port)
+    except OSError as exc:
+        print(f"gateway: cannot listen: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(
+        f"gateway: serving http://{host}:{port} (admin http://{admin_host}:{admin_port}), "
+        f"{workers} worker{'s' if workers > 1 else ''}, pid {os.getpid()}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        if workers == 1:
+            try:
+                run_worker(config_path, public, admin, log_format, workers)
+            except SystemExit as exc:
+                return int(exc.code or 0)
+            return 0
+        return _supervise(config_path, public, admin, log_format, workers)
+    finally:
+        public.close()
+        admin.close()
+        with contextlib.suppress(OSError):
+            for name in os.listdir(metrics_dir):
+                os.unlink(os.path.join(metrics_dir, name))
+            os.rmdir(metrics_dir)
+
+
+def _supervise(
+    config_path: Path, public: socket.socket, admin: socket.socket, log_format: str, workers: int
+) -> int:
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start() -> SpawnProcess:
+        process = context.Process(
+            target=run_worker,
+            args=(config_path, public, admin, log_format, workers),
+            daemon=False,
+        )
+        process.start()
+        return process
+
+    processes = [start() for _ in range(workers)]
+
+    def forward(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+            sig = signal.SIGTERM
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    failures = 0
+    while not stopping:
+        time.sleep(0.2)
+        for index, process in enumerate(processes):
+            if process.is_alive() or stopping:
+                continue
+            failures += 1
+            if process.exitcode == 3 or failures > 10 * workers:
+                print("gateway: workers cannot start; stopping", file=sys.stderr)
+                stopping = True
+                forward(signal.SIGTERM, None)
+                break
+            print(
+                f"gateway: worker {process.pid} exited ({process.exitcode}); starting another",
+                file=sys.stderr,
+            )
+            processes[index] = start()
+    deadline = time.monotonic() + GRACEFUL_STOP_SECONDS + 5
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+    return 3 if failures and all(p.exitcode == 3 for p in processes) else 0

@@ -1,0 +1,51 @@
+"""The admin listener (SPEC §4): ``/healthz``, ``/readyz`` and ``/metrics``, never public."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import Receive, Scope, Send
+
+from gateway.app import GatewayApp
+from gateway.observability import render_metrics
+
+_PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class AdminApp:
+    """Answers health, readiness and metrics for one worker (metrics for all of them)."""
+
+    def __init__(self, gateway: GatewayApp) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/healthz":
+            await _reply(send, 200, b"application/json", b'{"status":"ok"}')
+        elif path == "/readyz":
+            problems = await self.gateway.readiness()
+            body = json.dumps(
+                {"status": "not ready", "reasons": problems} if problems else {"status": "ready"}
+            ).encode()
+            await _reply(send, 503 if problems else 200, b"application/json", body)
+        elif path == "/metrics":
+            await _reply(send, 200, _PROMETHEUS, render_metrics())
+        else:
+            await _reply(send, 404, b"application/json", b'{"error":"not_found"}')
+
+
+async def _reply(send: Send, status: int, content_type: bytes, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
