@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,8 +24,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
+from gateway.auth.endpoints import TokenEndpoints
 from gateway.auth.jwks import JwksError, JwksSource
 from gateway.auth.keys import KeyFileError, KeyRing, ensure_key
+from gateway.auth.revocation import RevocationFeed, RevocationSet, keep_for
 from gateway.balancer import Balancer
 from gateway.config import Config, ConfigError, TrustedIssuer, load_config
 from gateway.handler import FrontDoor
@@ -47,13 +47,21 @@ ReloadHook = Callable[[Config, KeyRing], None]
 class GatewayApp:
     """The ASGI application of one worker process."""
 
-    def __init__(self, config: Config, *, log_format: str = "json", workers: int = 1) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        log_format: str = "json",
+        workers: int = 1,
+        loaded_from: Fingerprint | None = None,
+    ) -> None:
         self.config = config
         self.workers = workers
         self._runtime: Runtime | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._reload_now = asyncio.Event()
-        self._fingerprint: Fingerprint | None = None
+        # Taken before the file was read, so an edit made while starting is not missed.
+        self._fingerprint = loaded_from
         self.keyring: KeyRing | None = None
         self.jwks: dict[str, JwksSource] = {}
         self._jwks_loops: dict[str, asyncio.Task[Any]] = {}
@@ -64,8 +72,14 @@ class GatewayApp:
         self.balancer = Balancer()
         self._memory_limiter = MemoryRateLimiter()
         self._store_limiter: StoreRateLimiter | None = None
+        self.tokens = TokenEndpoints()
+        self.revoked = RevocationSet(keep_for(config.tokens))
+        self.reload_hooks.append(self.tokens.reconfigure)
         self.auth_app = Starlette(
-            routes=[StarletteRoute("/.well-known/jwks.json", self.jwks_endpoint)]
+            routes=[
+                StarletteRoute("/.well-known/jwks.json", self.jwks_endpoint),
+                *self.tokens.routes,
+            ]
         )
         self.front = FrontDoor(
             self.runtime,
@@ -127,10 +141,21 @@ class GatewayApp:
         shared = not config.store.startswith("sqlite") or self.workers > 1
         if shared:
             self._store_limiter = StoreRateLimiter(self.store)
-        self._runtime = build_runtime(
-            config, keyring=self.keyring, jwks=self.jwks, session=make_session()
+        feed = RevocationFeed(self.store, self.revoked)
+        self._tasks.append(asyncio.create_task(feed.run()))
+        await feed.wait_first_poll()
+        await self.tokens.start(
+            config, self.keyring, store=self.store, http=self.http, revoked=self.revoked
         )
-        self._fingerprint = fingerprint(config)
+        self._runtime = build_runtime(
+            config,
+            keyring=self.keyring,
+            jwks=self.jwks,
+            session=make_session(),
+            revoked=self.revoked,
+        )
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(config)
         self._tasks.append(asyncio.create_task(self._watch()))
 
     def _sync_jwks_sources(self, config: Config) -> None:
@@ -191,7 +216,9 @@ class GatewayApp:
         old = self.runtime()
         self.config = config
         self.keyring = keyring
-        self._runtime = build_runtime(config, keyring=keyring, jwks=self.jwks, session=old.session)
+        self._runtime = build_runtime(
+            config, keyring=keyring, jwks=self.jwks, session=old.session, revoked=self.revoked
+        )
         for hook in self.reload_hooks:
             hook(config, keyring)
         RELOADS.labels("ok").inc()
@@ -226,11 +253,3 @@ class GatewayApp:
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.close()
-
-
-def create_app(
-    config_path: str | Path | None = None, *, log_format: str = "json", workers: int = 1
-) -> GatewayApp:
-    """The application for the configuration at ``config_path`` (or ``GATEWAY_CONFIG``)."""
-    path = config_path or os.environ.get("GATEWAY_CONFIG") or "routes.yaml"
-    return GatewayApp(load_config(path), log_format=log_format, workers=workers)

@@ -27,10 +27,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
-from pathlib import Path
 
 import uvicorn
+
+from gateway.config import Config
+from gateway.watch import Fingerprint
 
 GRACEFUL_STOP_SECONDS = 30
 log = logging.getLogger("gateway")
@@ -74,17 +77,27 @@ def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
     )
 
 
-async def _serve_worker(
-    config_path: Path,
-    public: socket.socket,
-    admin: socket.socket,
-    log_format: str,
-    workers: int,
-) -> None:
-    from gateway.admin import AdminApp
-    from gateway.app import create_app
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What every worker starts from: the configuration the supervisor validated, and the
+    state of its files before they were read (so an edit made meanwhile is reloaded)."""
 
-    app = create_app(config_path, log_format=log_format, workers=workers)
+    config: Config
+    loaded_from: Fingerprint
+    log_format: str
+    workers: int
+
+
+async def _serve_worker(plan: WorkerPlan, public: socket.socket, admin: socket.socket) -> None:
+    from gateway.admin import AdminApp
+    from gateway.app import GatewayApp
+
+    app = GatewayApp(
+        plan.config,
+        log_format=plan.log_format,
+        workers=plan.workers,
+        loaded_from=plan.loaded_from,
+    )
     public_server = _Server(_uvicorn_config(app, lifespan="on"))
     admin_server = _Server(_uvicorn_config(AdminApp(app), lifespan="off"))
     loop = asyncio.get_running_loop()
@@ -105,13 +118,7 @@ async def _serve_worker(
         raise SystemExit(3)
 
 
-def run_worker(
-    config_path: Path,
-    public: socket.socket,
-    admin: socket.socket,
-    log_format: str,
-    workers: int,
-) -> None:
+def run_worker(plan: WorkerPlan, public: socket.socket, admin: socket.socket) -> None:
     """A worker process's whole life."""
     from gateway.observability import configure_logging
 
@@ -124,22 +131,21 @@ def run_worker(
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
         loop_factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve_worker(config_path, public, admin, log_format, workers))
+        runner.run(_serve_worker(plan, public, admin))
 
 
 def serve(
-    config_path: Path,
+    config: Config,
+    loaded_from: Fingerprint,
     *,
     host: str,
     port: int,
-    admin_host: str,
-    admin_port: int,
     workers: int,
     log_format: str,
 ) -> int:
     """Run the gateway in the foreground until it is stopped; the exit status."""
-    config_path = config_path.resolve()
-    os.environ["GATEWAY_CONFIG"] = str(config_path)
+    plan = WorkerPlan(config, loaded_from, log_format, workers)
+    admin_host, admin_port = config.server.admin.host, config.server.admin.port
     metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
@@ -157,11 +163,11 @@ def serve(
     try:
         if workers == 1:
             try:
-                run_worker(config_path, public, admin, log_format, workers)
+                run_worker(plan, public, admin)
             except SystemExit as exc:
                 return int(exc.code or 0)
             return 0
-        return _supervise(config_path, public, admin, log_format, workers)
+        return _supervise(plan, public, admin)
     finally:
         public.close()
         admin.close()
@@ -171,16 +177,15 @@ def serve(
             os.rmdir(metrics_dir)
 
 
-def _supervise(
-    config_path: Path, public: socket.socket, admin: socket.socket, log_format: str, workers: int
-) -> int:
+def _supervise(plan: WorkerPlan, public: socket.socket, admin: socket.socket) -> int:
+    workers = plan.workers
     context = multiprocessing.get_context("spawn")
     stopping = False
 
     def start() -> SpawnProcess:
         process = context.Process(
             target=run_worker,
-            args=(config_path, public, admin, log_format, workers),
+            args=(plan, public, admin),
             daemon=False,
         )
         process.start()

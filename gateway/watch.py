@@ -15,6 +15,11 @@ from gateway.config import Config
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
+def fingerprint_of_file(path: Path) -> tuple[str, int, int]:
+    """One file's entry in a fingerprint."""
+    return _stat(path.resolve())
+
+
 def _stat(path: Path) -> tuple[str, int, int]:
     try:
         info = os.stat(path)

@@ -39,6 +39,22 @@ def wait_for_port(
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Wait until ``url`` answers at all (any status)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} never answered")
+
+
 @pytest.fixture
 def upstream() -> Iterator[tuple[Upstream, int]]:
     """A real upstream HTTP server on a free port: ``(app, port)``."""
@@ -49,43 +65,50 @@ def upstream() -> Iterator[tuple[Upstream, int]]:
 
 
 class GatewayProcess:
-    """``gateway serve`` in a subprocess, with its output captured to a file."""
+    """``gateway serve`` in a subprocess; stdout (access log) and stderr captured to files."""
 
     def __init__(
-        self, config_path: Path, port: int, workers: int = 1, env: dict[str, str] | None = None
+        self,
+        config_path: Path,
+        port: int,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        admin_port: int | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.config_path = config_path
         self.port = port
+        self.admin_port = admin_port
         self.url = f"http://127.0.0.1:{port}"
-        self.log_path = config_path.parent / f"gateway-{port}.log"
-        self._log = open(self.log_path, "wb")
+        self.admin_url = f"http://127.0.0.1:{admin_port}"
+        self.stdout_path = config_path.parent / f"gateway-{port}.out"
+        self.stderr_path = config_path.parent / f"gateway-{port}.err"
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "serve",
-                "--config",
-                str(config_path),
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
+             "--port", str(port), "--workers", str(workers), *extra_args],
+            stdout=self._out, stderr=self._err, cwd=ROOT,
             env={**os.environ, **(env or {})},
         )
         try:
-            wait_for_port(port, proc=self.proc)
+            # The supervisor binds the ports before its workers run: wait for an answer.
+            wait_for_http(f"http://127.0.0.1:{admin_port or port}/healthz", self.proc)
         except RuntimeError:
             self.stop()
             raise RuntimeError(f"gateway did not start:\n{self.output()}") from None
 
+    def stdout(self) -> str:
+        self._out.flush()
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        self._err.flush()
+        return self.stderr_path.read_text(errors="replace")
+
     def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        """Everything the gateway printed, stdout then stderr."""
+        return self.stdout() + self.stderr()
 
     def rss_kib(self) -> int:
         """Resident memory of the gateway process (one worker: the serving process itself)."""
@@ -94,20 +117,24 @@ class GatewayProcess:
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(15)
+                self.proc.wait(40)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+        self._out.close()
+        self._err.close()
+        return self.proc.returncode
 
 
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    """Start the real gateway on a YAML text (dedented); stopped after the test."""
+    """Start the real gateway on a YAML text (dedented); stopped after the test.
+
+    The admin listener gets a free port unless the text names one (``server.admin``)."""
     started: list[GatewayProcess] = []
 
     def start(
@@ -116,17 +143,20 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
         workers: int = 1,
         env: dict[str, str] | None = None,
         name: str = "routes.yaml",
+        extra_args: tuple[str, ...] = (),
     ) -> GatewayProcess:
         path = tmp_path / name
         text = textwrap.dedent(config_text)
+        admin_port = None
         if "admin:" not in text:
-            text = (
-                text.replace("server:\n", f"server:\n  admin: {{port: {free_port()}}}\n", 1)
-                if "server:\n" in text
-                else f"server:\n  admin: {{port: {free_port()}}}\n" + text
-            )
+            admin_port = free_port()
+            admin = f"  admin: {{port: {admin_port}}}\n"
+            if "server:\n" in text:
+                text = text.replace("server:\n", "server:\n" + admin, 1)
+            else:
+                text = "server:\n" + admin + text
         path.write_text(text)
-        gateway = GatewayProcess(path, free_port(), workers, env)
+        gateway = GatewayProcess(path, free_port(), workers, env, admin_port, extra_args)
         started.append(gateway)
         return gateway
 

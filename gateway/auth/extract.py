@@ -1,0 +1,83 @@
+"""Finding the access token in a request (SPEC 5.1), on the raw ASGI header list.
+
+Where a token may come from, and why:
+
+- ``Authorization: Bearer <token>``, the scheme in any letter case (RFC 7235). Another scheme
+  (``Basic``) is not ours: the request counts as carrying no token. ``Bearer`` with nothing after
+  it returns ``""``, which the verifier refuses as malformed: a client that meant to send a token
+  must hear that it is bad, not be served anonymously on an ``optional`` route.
+- The access cookie, when configured, and only when there is no ``Authorization`` header.
+- Never the query string: URLs end up in logs, browser history and ``Referer`` headers.
+- Ambiguity is refused with 400 rather than resolved: two ``Authorization`` headers, or a bearer
+  header plus an ``access_token`` query parameter (RFC 6750 §2 allows one method per request). A
+  gateway and its upstream choosing different copies is how authentication gets bypassed.
+
+This runs on every request, so it makes one pass over the headers and allocates little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import unquote_to_bytes
+
+from gateway.auth.errors import InvalidRequest
+
+__all__ = ["extract_token"]
+
+
+def extract_token(
+    headers: Sequence[tuple[bytes, bytes]], query_string: bytes, cookie_name: str | None
+) -> str | None:
+    """The bearer token of a request, ``""`` for an empty ``Bearer``, or None when there is none.
+
+    Raises ``InvalidRequest`` when the request carries its token ambiguously.
+    """
+    authorization: bytes | None = None
+    cookies: list[bytes] | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            if authorization is not None:
+                raise InvalidRequest("More than one Authorization header")
+            authorization = value
+        elif name == b"cookie" and cookie_name is not None:
+            if cookies is None:
+                cookies = [value]
+            else:
+                cookies.append(value)
+
+    if authorization is not None:
+        parts = authorization.split(None, 1)
+        if not parts or parts[0].lower() != b"bearer":
+            return None
+        if query_string and _has_access_token_parameter(query_string):
+            raise InvalidRequest("A bearer token in both the Authorization header and the query")
+        return parts[1].strip().decode("latin-1") if len(parts) == 2 else ""
+    if cookies is not None and cookie_name is not None:
+        return _cookie(cookies, cookie_name.encode("latin-1"))
+    return None
+
+
+def _has_access_token_parameter(query_string: bytes) -> bool:
+    if b"access_token" not in query_string and b"%" not in query_string:
+        return False
+    for pair in query_string.split(b"&"):
+        name = pair.partition(b"=")[0]
+        if b"%" in name or b"+" in name:
+            name = unquote_to_bytes(name.replace(b"+", b" "))
+        if name == b"access_token":
+            return True
+    return False
+
+
+def _cookie(headers: list[bytes], wanted: bytes) -> str | None:
+    for header in headers:
+        if wanted not in header:
+            continue
+        for pair in header.split(b";"):
+            name, sep, value = pair.partition(b"=")
+            if sep and name.strip() == wanted:
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == 0x22:  # a quoted cookie value
+                    value = value[1:-1]
+                return value.decode("latin-1") or None
+    return None

@@ -1,0 +1,137 @@
+"""Access log, metrics and the admin listener (SPEC §4, §5.5)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import GatewayProcess, free_port
+from tests.tokens import ISSUER, SigningKey
+from tests.upstream import Upstream
+
+FIELDS = {
+    "time", "request_id", "method", "path", "route", "status", "upstream_status",
+    "duration_ms", "upstream_ms", "sub", "client", "bytes_in", "bytes_out",
+}
+
+
+def _config(port: int) -> str:
+    return (
+        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
+        f"routes:\n"
+        f"  - name: open\n    path: /open\n    upstream: http://127.0.0.1:{port}\n    auth: public\n"
+        f"  - name: closed\n    path: /closed\n    upstream: http://127.0.0.1:{port}\n"
+    )
+
+
+def _counts(metrics: str) -> dict[tuple[str, str], float]:
+    found: dict[tuple[str, str], float] = {}
+    for match in re.finditer(
+        r'^gateway_requests_total\{route="([^"]*)",status="(\d+)"\} ([0-9.e+]+)$', metrics, re.M
+    ):
+        found[(match.group(1), match.group(2))] = float(match.group(3))
+    return found
+
+
+def test_metrics_count_requests_by_route_and_status_across_two_workers(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port), workers=2)
+    for _ in range(30):
+        with httpx.Client() as client:  # fresh connections reach both workers
+            client.get(f"{gateway.url}/open")
+            client.get(f"{gateway.url}/closed")
+            client.get(f"{gateway.url}/nowhere")
+    metrics = httpx.get(f"{gateway.admin_url}/metrics").text
+    counts = _counts(metrics)
+    assert counts[("open", "200")] == 30
+    assert counts[("closed", "401")] == 30
+    assert counts[("-", "404")] == 30
+    assert 'gateway_auth_failures_total{reason="missing"} 30.0' in metrics
+    assert "gateway_request_duration_seconds_bucket" in metrics
+    assert "gateway_upstream_duration_seconds_bucket" in metrics
+
+
+def test_every_access_log_line_is_json_with_the_fields_and_no_secret(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port))
+    key = SigningKey(tmp_path / "keys", "EdDSA")
+    time.sleep(1.5)  # the new key is picked up by the watcher
+    token = key.token(sub="carol")
+    responses = [
+        httpx.get(f"{gateway.url}/closed?api_key=query-secret",
+                  headers={"Authorization": f"Bearer {token}", "Cookie": "gw_refresh=cookie-secret"}),
+        httpx.get(f"{gateway.url}/closed", headers={"Authorization": "Bearer not-a-token-secret"}),
+        httpx.post(f"{gateway.url}/open/x", content=b"12345"),
+    ]
+    time.sleep(0.3)
+    lines = [json.loads(line) for line in gateway.stdout().splitlines() if line.strip()]
+    assert len(lines) >= len(responses)
+    for line in lines:
+        assert set(line) == FIELDS
+    by_id = {line["request_id"]: line for line in lines}
+    first = by_id[responses[0].headers["x-request-id"]]
+    assert first["sub"] == "carol" and first["route"] == "closed"
+    assert first["path"] == "/closed"
+    posted = by_id[responses[2].headers["x-request-id"]]
+    assert posted["bytes_in"] == 5 and posted["upstream_status"] == 200
+    everything = gateway.output()
+    for secret in (token, "query-secret", "cookie-secret", "not-a-token-secret"):
+        assert secret not in everything
+
+
+def test_text_log_format_is_one_readable_line(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port), extra_args=("--log-format", "text"))
+    httpx.get(f"{gateway.url}/open")
+    time.sleep(0.2)
+    line = gateway.stdout().strip().splitlines()[-1]
+    assert " 200 GET /open route=open " in line
+
+
+def test_healthz_and_readyz_answer_on_the_admin_port_only(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port))
+    assert httpx.get(f"{gateway.admin_url}/healthz").status_code == 200
+    ready = httpx.get(f"{gateway.admin_url}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert httpx.get(f"{gateway.url}/metrics").status_code == 404
+    assert httpx.get(f"{gateway.url}/healthz").status_code == 404
+
+
+def test_readyz_names_an_unreachable_store_while_proxying_goes_on(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    dead = free_port()
+    gateway = start_gateway(f"store: redis://127.0.0.1:{dead}/0\n" + _config(port))
+    ready = httpx.get(f"{gateway.admin_url}/readyz")
+    assert ready.status_code == 503
+    assert "store unreachable" in ready.json()["reasons"]
+    assert httpx.get(f"{gateway.url}/open").status_code == 200
+
+
+def test_readyz_names_a_trusted_issuer_whose_jwks_was_never_fetched(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    dead = free_port()
+    gateway = start_gateway(
+        "trusted_issuers:\n  - issuer: https://idp.test/\n    audience: api\n"
+        f"    jwks_uri: http://127.0.0.1:{dead}/jwks.json\n" + _config(port)
+    )
+    ready = httpx.get(f"{gateway.admin_url}/readyz")
+    assert ready.status_code == 503
+    assert "JWKS of https://idp.test/ never fetched" in ready.json()["reasons"]

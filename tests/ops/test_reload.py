@@ -1,0 +1,116 @@
+"""Live reload (SPEC §5.4): edits apply within 2 s in every worker, broken files are refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.conftest import GatewayProcess
+from tests.upstream import Upstream
+
+WORKERS = 2
+
+
+def _config(upstream_port: int, *, extra: str = "") -> str:
+    return f"""
+routes:
+  - name: first
+    path: /first
+    upstream: http://127.0.0.1:{upstream_port}
+    auth: public
+{extra}"""
+
+
+def _second_route(upstream_port: int, name: str = "second") -> str:
+    return (
+        f"  - name: {name}\n    path: /{name}\n"
+        f"    upstream: http://127.0.0.1:{upstream_port}\n    auth: public\n"
+    )
+
+
+def _all_answer(url: str, expected: int, attempts: int = 20) -> bool:
+    """Whether ``attempts`` fresh connections (spread over the workers) all get ``expected``."""
+    for _ in range(attempts):
+        with httpx.Client() as client:  # a new connection each time: any worker may take it
+            if client.get(url).status_code != expected:
+                return False
+    return True
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return None
+
+
+def test_an_edited_file_is_served_within_3_seconds_by_every_worker(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port), workers=WORKERS)
+    assert httpx.get(f"{gateway.url}/second").status_code == 404
+    gateway.config_path.write_text(
+        gateway.config_path.read_text() + _second_route(port)
+    )
+    took = _wait_until(lambda: _all_answer(f"{gateway.url}/second", 200), 3.0)
+    assert took is not None, gateway.stderr()
+    assert _all_answer(f"{gateway.url}/first", 200)
+
+
+def test_a_broken_edit_keeps_the_old_routes_and_logs_the_error(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port), workers=WORKERS)
+    gateway.config_path.write_text(gateway.config_path.read_text() + "  - name: [broken\n")
+    assert _wait_until(lambda: "reload refused" in gateway.stderr(), 3.0) is not None, (
+        gateway.stderr()
+    )
+    assert _all_answer(f"{gateway.url}/first", 200)
+    assert f"{gateway.config_path}:" in gateway.stderr()
+
+
+def test_sighup_reloads_at_once(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port), workers=WORKERS)
+    path = gateway.config_path
+    before = path.stat()
+    # Same size and modification time: only the signal can reveal the change.
+    text = path.read_text().replace("name: first", "name: frist").replace("/first", "/frist")
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    time.sleep(1.5)
+    assert httpx.get(f"{gateway.url}/frist").status_code == 404
+    os.kill(gateway.proc.pid, signal.SIGHUP)
+    took = _wait_until(lambda: _all_answer(f"{gateway.url}/frist", 200), 1.0)
+    assert took is not None
+
+
+def test_a_new_key_in_the_keys_folder_is_accepted_without_restart(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess], tmp_path
+) -> None:
+    from tests.tokens import ISSUER, SigningKey
+
+    _, port = upstream
+    gateway = start_gateway(
+        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
+        f"routes:\n  - name: p\n    path: /p\n    upstream: http://127.0.0.1:{port}\n"
+    )
+    key = SigningKey(tmp_path / "keys", "ES256")
+    ok = _wait_until(
+        lambda: httpx.get(
+            f"{gateway.url}/p", headers={"Authorization": f"Bearer {key.token()}"}
+        ).status_code
+        == 200,
+        3.0,
+    )
+    assert ok is not None

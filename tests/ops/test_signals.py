@@ -1,0 +1,42 @@
+"""Graceful stop on SIGTERM (SPEC §5.4): in-flight requests finish, the process exits 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayProcess
+from tests.upstream import Upstream
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_lets_a_3_second_call_finish_and_exits_0(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess], workers: int
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(
+        f"routes:\n  - name: slow\n    path: /slow\n"
+        f"    upstream: http://127.0.0.1:{port}\n    auth: public\n",
+        workers=workers,
+    )
+    result: dict[str, object] = {}
+
+    def call() -> None:
+        try:
+            result["status"] = httpx.get(f"{gateway.url}/slow?seconds=3", timeout=10).status_code
+        except httpx.HTTPError as exc:
+            result["error"] = repr(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(0.7)
+    gateway.proc.send_signal(signal.SIGTERM)
+    thread.join(15)
+    assert result == {"status": 200}
+    assert gateway.proc.wait(15) == 0
+    assert "Traceback" not in gateway.stderr()

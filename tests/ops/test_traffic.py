@@ -1,0 +1,153 @@
+"""Balancing with passive health, rate limits, CORS and trusted proxies."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayProcess, free_port
+from tests.tokens import ISSUER, SigningKey
+from tests.upstream import Upstream
+
+
+def test_one_dead_target_of_two_every_request_succeeds_and_the_dead_one_is_rested(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    app, port = upstream
+    dead = free_port()
+    gateway = start_gateway(
+        "routes:\n  - name: pool\n    path: /pool\n    auth: public\n    methods: [GET, POST]\n"
+        f"    upstream: [http://127.0.0.1:{dead}, http://127.0.0.1:{port}]\n"
+    )
+    statuses = [httpx.get(f"{gateway.url}/pool").status_code for _ in range(25)]
+    statuses += [httpx.post(f"{gateway.url}/pool", content=b"x").status_code for _ in range(25)]
+    assert statuses == [200] * 50
+    metrics = httpx.get(f"{gateway.admin_url}/metrics").text
+    match = re.search(
+        r'gateway_upstream_failures_total\{kind="connect",route="pool"\} ([0-9.]+)', metrics
+    ) or re.search(
+        r'gateway_upstream_failures_total\{route="pool",kind="connect"\} ([0-9.]+)', metrics
+    )
+    assert match is not None, metrics
+    assert 1 <= float(match.group(1)) <= 3
+
+
+def test_all_targets_down_is_502(start_gateway: Callable[..., GatewayProcess]) -> None:
+    gateway = start_gateway(
+        "routes:\n  - name: pool\n    path: /pool\n    auth: public\n"
+        f"    upstream: [http://127.0.0.1:{free_port()}, http://127.0.0.1:{free_port()}]\n"
+    )
+    assert httpx.get(f"{gateway.url}/pool").status_code == 502
+
+
+@pytest.fixture
+def limited(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> tuple[GatewayProcess, SigningKey]:
+    _, port = upstream
+    key = SigningKey(tmp_path / "keys", "EdDSA")
+    gateway = start_gateway(
+        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
+        "routes:\n  - name: limited\n    path: /limited\n"
+        f"    upstream: http://127.0.0.1:{port}\n    auth: optional\n    rate_limit: 5/s\n"
+    )
+    return gateway, key
+
+
+def test_the_sixth_request_in_a_second_is_429_with_retry_after(
+    limited: tuple[GatewayProcess, SigningKey],
+) -> None:
+    gateway, key = limited
+    headers = {"Authorization": f"Bearer {key.token(sub='dave')}"}
+    with httpx.Client() as client:
+        statuses = [client.get(f"{gateway.url}/limited", headers=headers) for _ in range(6)]
+    assert [r.status_code for r in statuses[:5]] == [200] * 5
+    assert statuses[5].status_code == 429
+    assert statuses[5].json()["error"] == "rate_limited"
+    assert int(statuses[5].headers["retry-after"]) >= 1
+
+
+def test_another_subject_is_not_limited_by_the_first(
+    limited: tuple[GatewayProcess, SigningKey],
+) -> None:
+    gateway, key = limited
+    with httpx.Client() as client:
+        for _ in range(6):
+            client.get(
+                f"{gateway.url}/limited",
+                headers={"Authorization": f"Bearer {key.token(sub='dave')}"},
+            )
+        other = client.get(
+            f"{gateway.url}/limited", headers={"Authorization": f"Bearer {key.token(sub='erin')}"}
+        )
+    assert other.status_code == 200
+
+
+@pytest.fixture
+def cors_gateway(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> GatewayProcess:
+    _, port = upstream
+    return start_gateway(
+        "cors:\n  allow_origins: [http://app.test:3000]\n  allow_credentials: true\n"
+        f"routes:\n  - name: api\n    path: /api\n    upstream: http://127.0.0.1:{port}\n"
+    )
+
+
+def test_a_preflight_from_an_allowed_origin_gets_cors_headers_without_a_token(
+    cors_gateway: GatewayProcess,
+) -> None:
+    response = httpx.options(
+        f"{cors_gateway.url}/api/things",
+        headers={
+            "Origin": "http://app.test:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == "http://app.test:3000"
+    assert response.headers["access-control-allow-credentials"] == "true"
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert "authorization" in response.headers["access-control-allow-headers"]
+    assert response.headers["vary"] == "Origin"
+
+
+def test_a_preflight_from_another_origin_gets_no_cors_headers(
+    cors_gateway: GatewayProcess,
+) -> None:
+    response = httpx.options(
+        f"{cors_gateway.url}/api/things",
+        headers={"Origin": "http://evil.test", "Access-Control-Request-Method": "POST"},
+    )
+    assert not [h for h in response.headers if h.startswith("access-control-")]
+
+
+def test_an_actual_response_to_an_allowed_origin_is_readable_even_when_401(
+    cors_gateway: GatewayProcess,
+) -> None:
+    response = httpx.get(f"{cors_gateway.url}/api/x", headers={"Origin": "http://app.test:3000"})
+    assert response.status_code == 401
+    assert response.headers["access-control-allow-origin"] == "http://app.test:3000"
+    assert response.headers["vary"] == "Origin"
+
+
+def test_forwarded_headers_are_believed_only_from_trusted_proxies(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(
+        "server:\n  trusted_proxies: [127.0.0.0/8]\n"
+        f"routes:\n  - name: p\n    path: /p\n    upstream: http://127.0.0.1:{port}\n    auth: public\n"
+    )
+    seen = httpx.get(
+        f"{gateway.url}/p",
+        headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+    ).json()["headers"]
+    headers = dict(seen)
+    assert headers["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    assert headers["x-forwarded-proto"] == "https"
