@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from gateway.auth.keys import SIGNING_ALGORITHMS, VERIFY_ALGORITHMS
+from gateway.store import KNOWN_SCHEMES
 from gateway.units import UnitError, parse_duration, parse_rate, parse_size
 from gateway.yaml_source import Document, Path_, parse_yaml
 
@@ -25,12 +27,6 @@ T = TypeVar("T")
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AuthMode = Literal["required", "optional", "public"]
 
-SIGNING_ALGORITHMS = frozenset({"EdDSA", "ES256", "RS256"})
-# Asymmetric algorithms only: an HMAC algorithm would let anyone holding the public key sign.
-VERIFY_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-STORE_SCHEMES = frozenset({"sqlite", "redis", "rediss", "postgresql", "postgres"})
 RESERVED_PREFIXES = ("/auth", "/.well-known")
 # Headers the gateway owns on the way upstream; an identity header may not reuse them.
 _PROTECTED_HEADERS = frozenset(
@@ -529,7 +525,7 @@ class _Builder:
     def store(self, top: dict[str, Any]) -> str:
         url = self.get(top, (), "store", self.string, Config.store)
         scheme = url.split("://", 1)[0] if "://" in url else ""
-        if scheme not in STORE_SCHEMES:
+        if scheme not in KNOWN_SCHEMES:
             self.error(
                 ("store",),
                 f"store: unknown scheme {scheme or url!r} "

@@ -86,9 +86,22 @@ class GatewayProcess:
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
-             "--port", str(port), "--workers", str(workers), *extra_args],
-            stdout=self._out, stderr=self._err, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--config",
+                str(config_path),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                *extra_args,
+            ],
+            stdout=self._out,
+            stderr=self._err,
+            cwd=ROOT,
             env={**os.environ, **(env or {})},
         )
         try:

@@ -15,8 +15,19 @@ from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
 
 FIELDS = {
-    "time", "request_id", "method", "path", "route", "status", "upstream_status",
-    "duration_ms", "upstream_ms", "sub", "client", "bytes_in", "bytes_out",
+    "time",
+    "request_id",
+    "method",
+    "path",
+    "route",
+    "status",
+    "upstream_status",
+    "duration_ms",
+    "upstream_ms",
+    "sub",
+    "client",
+    "bytes_in",
+    "bytes_out",
 }
 
 
@@ -67,8 +78,10 @@ def test_every_access_log_line_is_json_with_the_fields_and_no_secret(
     time.sleep(1.5)  # the new key is picked up by the watcher
     token = key.token(sub="carol")
     responses = [
-        httpx.get(f"{gateway.url}/closed?api_key=query-secret",
-                  headers={"Authorization": f"Bearer {token}", "Cookie": "gw_refresh=cookie-secret"}),
+        httpx.get(
+            f"{gateway.url}/closed?api_key=query-secret",
+            headers={"Authorization": f"Bearer {token}", "Cookie": "gw_refresh=cookie-secret"},
+        ),
         httpx.get(f"{gateway.url}/closed", headers={"Authorization": "Bearer not-a-token-secret"}),
         httpx.post(f"{gateway.url}/open/x", content=b"12345"),
     ]

@@ -56,9 +56,7 @@ def test_an_edited_file_is_served_within_3_seconds_by_every_worker(
     _, port = upstream
     gateway = start_gateway(_config(port), workers=WORKERS)
     assert httpx.get(f"{gateway.url}/second").status_code == 404
-    gateway.config_path.write_text(
-        gateway.config_path.read_text() + _second_route(port)
-    )
+    gateway.config_path.write_text(gateway.config_path.read_text() + _second_route(port))
     took = _wait_until(lambda: _all_answer(f"{gateway.url}/second", 200), 3.0)
     assert took is not None, gateway.stderr()
     assert _all_answer(f"{gateway.url}/first", 200)
@@ -107,10 +105,12 @@ def test_a_new_key_in_the_keys_folder_is_accepted_without_restart(
     )
     key = SigningKey(tmp_path / "keys", "ES256")
     ok = _wait_until(
-        lambda: httpx.get(
-            f"{gateway.url}/p", headers={"Authorization": f"Bearer {key.token()}"}
-        ).status_code
-        == 200,
+        lambda: (
+            httpx.get(
+                f"{gateway.url}/p", headers={"Authorization": f"Bearer {key.token()}"}
+            ).status_code
+            == 200
+        ),
         3.0,
     )
     assert ok is not None
