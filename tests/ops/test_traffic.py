@@ -17,7 +17,7 @@ from tests.upstream import Upstream
 def test_one_dead_target_of_two_every_request_succeeds_and_the_dead_one_is_rested(
     upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
 ) -> None:
-    app, port = upstream
+    _, port = upstream
     dead = free_port()
     gateway = start_gateway(
         "routes:\n  - name: pool\n    path: /pool\n    auth: public\n    methods: [GET, POST]\n"
