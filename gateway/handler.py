@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -106,6 +107,7 @@ class FrontDoor:
         chunked = False
         origin: bytes | None = None
         preflight = False
+        accept: bytes = b""
         forwarded_for: list[bytes] | None = None
         for name, value in headers:
             size += len(name) + len(value) + 4
@@ -123,6 +125,8 @@ class FrontDoor:
                 preflight = True
             elif name == b"x-forwarded-for":
                 forwarded_for = [*(forwarded_for or ()), value]
+            elif name == b"accept":
+                accept = value
         if request_id is None or len(request_id) > 200 or not request_id.isascii():
             request_id = new_request_id()
         record.request_id = request_id.decode("ascii", "replace")
@@ -201,6 +205,10 @@ class FrontDoor:
             denial: Denial | None = None
             if token is None:
                 if route.auth == "required":
+                    if rt.access_cookie and method == "GET" and b"text/html" in accept:
+                        record.auth_failure = "missing"
+                        await self._to_login(send, record, path, scope.get("query_string", b""))
+                        return
                     denial = NO_TOKEN
             else:
                 try:
@@ -313,6 +321,25 @@ class FrontDoor:
         record.upstream_ms = exchange.upstream_seconds * 1000 if exchange.attempted else None
         record.bytes_in = exchange.bytes_in
         record.bytes_out = exchange.bytes_out
+
+    async def _to_login(self, send: Send, record: AccessRecord, path: str, query: bytes) -> None:
+        """A browser navigation without a token goes to the sign-in page, and back after."""
+        target = path + ("?" + query.decode("latin-1") if query else "")
+        location = "/auth/login?next=" + quote(target, safe="")
+        record.status = 303
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", location.encode()),
+                    (b"content-length", b"0"),
+                    (b"cache-control", b"no-store"),
+                    (b"x-request-id", record.request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
 
     async def _upstream_failed(
         self, send: Send, record: AccessRecord, exchange: Exchange, exc: UpstreamError

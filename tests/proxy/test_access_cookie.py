@@ -1,0 +1,56 @@
+"""With ``tokens.access_cookie``: the cookie carries the token, browsers are sent to sign in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayProcess
+from tests.tokens import ISSUER, SigningKey
+from tests.upstream import Upstream
+
+
+@pytest.fixture
+def cookie_gateway(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> tuple[GatewayProcess, SigningKey]:
+    _, port = upstream
+    key = SigningKey(tmp_path / "keys", "EdDSA")
+    gateway = start_gateway(
+        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n  access_cookie: {{name: gw_access}}\n"
+        f"routes:\n  - name: app\n    path: /app\n    upstream: http://127.0.0.1:{port}\n"
+    )
+    return gateway, key
+
+
+def test_the_access_cookie_is_accepted_and_not_forwarded(
+    cookie_gateway: tuple[GatewayProcess, SigningKey],
+) -> None:
+    gateway, key = cookie_gateway
+    response = httpx.get(
+        f"{gateway.url}/app/x", headers={"Cookie": f"gw_access={key.token(sub='fay')}; theme=1"}
+    )
+    assert response.status_code == 200
+    headers = dict(response.json()["headers"])
+    assert headers["x-auth-subject"] == "fay"
+    assert headers["cookie"] == "theme=1"
+
+
+def test_a_browser_navigation_without_a_token_is_sent_to_sign_in(
+    cookie_gateway: tuple[GatewayProcess, SigningKey],
+) -> None:
+    gateway, _ = cookie_gateway
+    response = httpx.get(f"{gateway.url}/app/page?tab=2", headers={"Accept": "text/html"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/auth/login?next=%2Fapp%2Fpage%3Ftab%3D2"
+
+
+def test_an_api_call_without_a_token_still_gets_401(
+    cookie_gateway: tuple[GatewayProcess, SigningKey],
+) -> None:
+    gateway, _ = cookie_gateway
+    response = httpx.get(f"{gateway.url}/app/data", headers={"Accept": "application/json"})
+    assert response.status_code == 401
