@@ -9,8 +9,10 @@ the token service after the same framing checks.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +38,8 @@ from gateway.proxy import (
 from gateway.ratelimit import RateLimiter
 from gateway.routing import MethodNotAllowed
 from gateway.runtime import Runtime
+
+log = logging.getLogger("gateway")
 
 MAX_HEADER_BYTES = 32 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -74,8 +78,28 @@ class FrontDoor:
         client = scope.get("client")
         peer = client[0] if client else ""
         record = AccessRecord(method=scope["method"], path="", client=peer)
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = True
+            await send(message)
+
         try:
-            await self._handle(rt, scope, receive, send, record)
+            await self._handle(rt, scope, receive, tracking_send, record)
+        except Exception as exc:
+            # A bug, not bad input: one line naming where, never the message (it could quote a
+            # header or a token), and an answer if none has started.
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "unexpected %s at %s:%d (request %s)",
+                type(exc).__name__,
+                frame.filename,
+                frame.lineno,
+                record.request_id,
+            )
+            if not response_started:
+                await self._error(send, record, 500, "Internal error", code="internal_error")
         finally:
             self._log.finish(record, started)
 
