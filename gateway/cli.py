@@ -34,8 +34,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.server import serve
+    from gateway.watch import fingerprint, fingerprint_of_file
 
     path = _config_path(args)
+    before = fingerprint_of_file(path)
     config = load_config(path)  # refuse a broken file before any worker starts
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -46,11 +48,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (KeyFileError, OSError) as exc:
         raise UsageError(str(exc)) from None
     return serve(
-        path,
+        config,
+        (before, *fingerprint(config)[1:]),
         host=args.host,
         port=args.port,
-        admin_host=config.server.admin.host,
-        admin_port=config.server.admin.port,
         workers=args.workers,
         log_format=args.log_format,
     )
@@ -62,6 +63,57 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     config = _load(args)
     kid = generate_key(config.tokens.keys, config.tokens.algorithm)
     print(f"new signing key {kid} in {config.tokens.keys}")
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from gateway.auth.commands import CommandError, read_password, users_add
+
+    config = _load(args)
+    try:
+        password = read_password(from_stdin=args.password_stdin)
+        print(users_add(config, args.name, scopes=args.scopes, password=password))
+    except CommandError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def cmd_token_mint(args: argparse.Namespace) -> int:
+    from gateway.auth.commands import CommandError, mint_token
+
+    config = _load(args)
+    try:
+        print(mint_token(config, args.sub, scopes=args.scopes, ttl=args.ttl))
+    except CommandError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def cmd_sessions_revoke(args: argparse.Namespace) -> int:
+    from gateway.auth.commands import CommandError, revoke_sessions
+
+    config = _load(args)
+    try:
+        print(revoke_sessions(config, args.sub))
+    except CommandError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from gateway.auth.jwks import JwksError
+    from gateway.auth.keys import KeyFileError
+    from gateway.explain import explain
+
+    config = _load(args)
+    try:
+        lines = asyncio.run(explain(config, args.method, args.path, args.token, now=time.time()))
+    except (KeyFileError, JwksError) as exc:
+        raise UsageError(str(exc)) from None
+    print("\n".join(lines))
     return 0
 
 
@@ -93,6 +145,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate = keys.add_parser("generate", parents=[common], help="create a new signing key")
     generate.set_defaults(run=cmd_keys_generate)
+
+    users = commands.add_parser("users", help="the users file").add_subparsers(
+        dest="users_command", required=True
+    )
+    add = users.add_parser("add", parents=[common], help="add or update a user")
+    add.add_argument("name")
+    add.add_argument("--scopes", help="comma-separated scopes, e.g. orders:read,orders:write")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.set_defaults(run=cmd_users_add)
+
+    token = commands.add_parser("token", help="access tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    mint = token.add_parser("mint", parents=[common], help="print a signed access token")
+    mint.add_argument("--sub", required=True, help="the token's subject")
+    mint.add_argument("--scopes", help="comma-separated scopes (default: the user's, if listed)")
+    mint.add_argument("--ttl", help="lifetime such as 5m (default: tokens.access_ttl)")
+    mint.set_defaults(run=cmd_token_mint)
+
+    sessions = commands.add_parser("sessions", help="login sessions").add_subparsers(
+        dest="sessions_command", required=True
+    )
+    revoke = sessions.add_parser(
+        "revoke", parents=[common], help="revoke every session of a user (log out everywhere)"
+    )
+    revoke.add_argument("--sub", required=True, help="the user whose sessions end")
+    revoke.set_defaults(run=cmd_sessions_revoke)
+    explain = commands.add_parser(
+        "explain",
+        parents=[common],
+        help="which route a request takes, and whether its token passes",
+    )
+    explain.add_argument("method")
+    explain.add_argument("path", help="the request path, optionally with ?query")
+    explain.add_argument("--token", help="an access token to check against the route")
+    explain.set_defaults(run=cmd_explain)
     return parser
 
 

@@ -211,7 +211,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError([f"{source}: file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{source}: cannot read: {exc}"]) from None
-    return parse_config(text, source.resolve(), environ)
+    # Absolute, but symlinks kept: Kubernetes mounts a ConfigMap through a symlink to a
+    # timestamped folder that it deletes on update; the link is what stays valid.
+    return parse_config(text, Path(os.path.abspath(source)), environ)
 
 
 def parse_config(text: str, source: Path, environ: Mapping[str, str] | None = None) -> Config:

@@ -36,6 +36,9 @@ from gateway.config import Config
 from gateway.watch import Fingerprint
 
 GRACEFUL_STOP_SECONDS = 30
+# Longer than the usual load-balancer idle timeout (60 s), so the balancer, not the gateway,
+# closes idle connections: otherwise a request can race the gateway's close and get a 502.
+KEEP_ALIVE_SECONDS = 75
 log = logging.getLogger("gateway")
 
 
@@ -72,7 +75,7 @@ def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
         log_config=None,
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS,
-        timeout_keep_alive=30,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         backlog=2048,
     )
 

@@ -17,7 +17,7 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 
 def fingerprint_of_file(path: Path) -> tuple[str, int, int]:
     """One file's entry in a fingerprint."""
-    return _stat(path.resolve())
+    return _stat(Path(os.path.abspath(path)))
 
 
 def _stat(path: Path) -> tuple[str, int, int]:

@@ -112,11 +112,9 @@ class GatewayProcess:
             raise RuntimeError(f"gateway did not start:\n{self.output()}") from None
 
     def stdout(self) -> str:
-        self._out.flush()
         return self.stdout_path.read_text(errors="replace")
 
     def stderr(self) -> str:
-        self._err.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def output(self) -> str:

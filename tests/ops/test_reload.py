@@ -114,3 +114,37 @@ def test_a_new_key_in_the_keys_folder_is_accepted_without_restart(
         3.0,
     )
     assert ok is not None
+
+
+def test_reload_follows_a_config_mounted_through_a_swapped_symlink(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess], tmp_path
+) -> None:
+    """Kubernetes mounts a ConfigMap as ``routes.yaml -> ..data/routes.yaml`` and, on update,
+    points ``..data`` at a new folder and deletes the old one."""
+    _, port = upstream
+    mount = tmp_path / "mount"
+    first = mount / "..2026_01"
+    first.mkdir(parents=True)
+    (first / "routes.yaml").write_text(_config(port))
+    (mount / "..data").symlink_to("..2026_01")
+    (mount / "routes.yaml").symlink_to("..data/routes.yaml")
+    gateway = start_gateway(_config(port))  # admin port etc. written beside, then replaced
+    gateway.stop()
+    text = gateway.config_path.read_text()
+    (first / "routes.yaml").write_text(text)
+    from tests.conftest import free_port
+
+    gateway = GatewayProcess(mount / "routes.yaml", free_port(), admin_port=gateway.admin_port)
+    try:
+        second = mount / "..2026_02"
+        second.mkdir()
+        (second / "routes.yaml").write_text(text + _second_route(port))
+        (mount / "..data_tmp").symlink_to("..2026_02")
+        os.replace(mount / "..data_tmp", mount / "..data")
+        for name in os.listdir(first):
+            os.unlink(first / name)
+        first.rmdir()
+        took = _wait_until(lambda: _all_answer(f"{gateway.url}/second", 200, attempts=3), 3.0)
+        assert took is not None, gateway.stderr()
+    finally:
+        gateway.stop()

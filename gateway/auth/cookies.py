@@ -1,0 +1,76 @@
+"""The gateway's cookies: the refresh token (SPEC §5.3) and, when configured, the access token.
+
+Security reasoning:
+
+- ``HttpOnly``: page scripts (and so an XSS) can never read either token.
+- ``SameSite=Strict`` (or ``Lax`` when configured): the browser does not attach the cookie to
+  requests started by other sites, the first line against CSRF (``csrf.py`` is the second).
+- ``Path=/auth`` for the refresh cookie: it travels only to the token endpoints, never to the
+  APIs behind the gateway (which also never see it, see ``headers.py``).
+- ``Secure`` whenever ``public_url`` is https, so the token never crosses plain http.
+- ``Max-Age`` is the session's remaining life: the browser drops the cookie when it is useless.
+- Clearing repeats the name, ``Path`` and flags the cookie was set with, or the browser would
+  keep the original.
+
+Reading takes the *first* cookie of that name in the ``Cookie`` header: browsers send the one
+with the longest matching path first, so a cookie planted for a shorter path by a sibling
+subdomain never shadows ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from gateway.config import TokensConfig
+
+__all__ = ["SessionCookies", "read_cookie"]
+
+_EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+class SessionCookies:
+    """``Set-Cookie`` values for one configuration, with the attributes computed once."""
+
+    def __init__(self, tokens: TokensConfig, *, secure: bool) -> None:
+        cookie = tokens.cookie
+        flags = f"HttpOnly; SameSite={cookie.same_site.capitalize()}"
+        if secure:
+            flags += "; Secure"
+        self.refresh_name = cookie.name
+        self._refresh_attributes = f"Path={cookie.path}; {flags}"
+        self.access_name = tokens.access_cookie.name if tokens.access_cookie else None
+        self._access_attributes = f"Path=/; {flags}"
+
+    def refresh(self, token: str, max_age: int) -> str:
+        """Set the refresh cookie for ``max_age`` seconds."""
+        return f"{self.refresh_name}={token}; Max-Age={max_age}; {self._refresh_attributes}"
+
+    def access(self, token: str, max_age: int) -> str | None:
+        """Set the access cookie, or None when ``tokens.access_cookie`` is not configured."""
+        if self.access_name is None:
+            return None
+        return f"{self.access_name}={token}; Max-Age={max_age}; {self._access_attributes}"
+
+    def cleared(self) -> list[str]:
+        """Expire the refresh cookie, and the access cookie when configured."""
+        values = [f"{self.refresh_name}=; Max-Age=0; Expires={_EPOCH}; {self._refresh_attributes}"]
+        if self.access_name is not None:
+            values.append(
+                f"{self.access_name}=; Max-Age=0; Expires={_EPOCH}; {self._access_attributes}"
+            )
+        return values
+
+
+def read_cookie(headers: Iterable[str], name: str) -> str | None:
+    """The value of the first cookie called ``name`` in ``Cookie`` headers, or None."""
+    for header in headers:
+        if name not in header:
+            continue
+        for pair in header.split(";"):
+            key, sep, value = pair.partition("=")
+            if sep and key.strip() == name:
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                return value or None
+    return None

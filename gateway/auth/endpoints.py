@@ -1,0 +1,334 @@
+"""The token service's endpoints (SPEC §4, §5.3): login, refresh, logout and the sign-in page.
+
+Every answer here is built by this module: JSON errors in the SPEC's shape (``error``,
+``error_description``), ``Cache-Control: no-store`` on every one of them, cookies from
+``cookies.py``. The order of checks on a POST is the security argument: method, then the
+cross-site check (``csrf.py``), then the body (``login_form.py`` reads at most 16 KiB), then the
+login lockout, and only then is a password hashed or the store asked to rotate.
+
+Nothing secret is logged or echoed: no password, token or cookie value reaches a log line or an
+error body, and an unexpected exception is logged with its type and stack frames only, never
+its message.
+
+The HTML flow: a form post whose ``Accept`` prefers HTML (a browser submitting the sign-in
+page) gets HTML back: the page again with a message on failure, or ``303 See Other`` to its
+``next`` (a same-origin path only) on success. Every other client gets the JSON answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from gateway.auth.cookies import SessionCookies, read_cookie
+from gateway.auth.csrf import OriginCheck
+from gateway.auth.issuer import TokenIssuer
+from gateway.auth.keys import KeyRing
+from gateway.auth.login_form import BadForm, LoginForm, read_login_form
+from gateway.auth.login_page import PAGE_HEADERS, render_page, safe_next
+from gateway.auth.passwords import PasswordCheck
+from gateway.auth.revocation import RevocationSet
+from gateway.auth.sessions import Grant, InvalidGrant, Refused, SessionService
+from gateway.auth.throttle import LoginThrottle
+from gateway.auth.users import Credentials, CredentialsUnavailable, credentials_for
+from gateway.config import Config
+from gateway.headers import HeaderPolicy
+from gateway.observability import REFRESHES, REUSE_DETECTIONS, STORE_ERRORS
+from gateway.store import RefreshStore, StoreError
+
+__all__ = ["TokenEndpoints", "error"]
+
+log = logging.getLogger(__name__)
+
+_NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+_POST_ONLY = "POST"
+_LOGIN_METHODS = "GET, HEAD, POST"
+STORE_DOWN = "The session store is unavailable; try again shortly"
+
+
+class _Refusal(Exception):
+    """An answer decided before the endpoint's work is done."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+@dataclass(frozen=True, slots=True)
+class _Service:
+    cookies: SessionCookies
+    origins: OriginCheck
+    headers: HeaderPolicy
+    sessions: SessionService
+    credentials: Credentials
+    throttle: LoginThrottle
+    revoked: RevocationSet
+
+
+def error(
+    status: int,
+    code: str,
+    description: str,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The SPEC's JSON error answer."""
+    return JSONResponse(
+        {"error": code, "error_description": description},
+        status_code=status,
+        headers={**_NO_STORE, **(headers or {})},
+    )
+
+
+class _Endpoint:
+    """An ASGI app around one handler, so that routing passes every method to it."""
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self._handler(request)
+        except _Refusal as refusal:
+            response = refusal.response
+        except Exception as exc:
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("token endpoint failed: %s\n%s", type(exc).__name__, frames.rstrip())
+            response = error(500, "server_error", "The gateway failed to answer")
+        await response(scope, receive, send)
+
+
+class TokenEndpoints:
+    """``/auth/login``, ``/auth/refresh``, ``/auth/logout``; they answer 503 until ``start``.
+
+    Everything a request uses is one immutable ``_Service``: ``reconfigure`` (on reload) builds a
+    new one and swaps it in, and a request in flight keeps the one it started with.
+    """
+
+    def __init__(self) -> None:
+        self._service: _Service | None = None
+        self._deps: tuple[RefreshStore, httpx.AsyncClient, RevocationSet, PasswordCheck] | None
+        self._deps = None
+        not_found = _Endpoint(self.not_found)
+        self.routes = [
+            Route("/auth/login", _Endpoint(self.login)),
+            Route("/auth/refresh", _Endpoint(self.refresh)),
+            Route("/auth/logout", _Endpoint(self.logout)),
+            Route("/auth", not_found),
+            Route("/auth/{rest:path}", not_found),
+            Route("/.well-known/{rest:path}", not_found),
+        ]
+
+    @property
+    def issuer(self) -> TokenIssuer | None:
+        """The issuer minting this worker's access tokens (None before ``start``)."""
+        return self._service.sessions.issuer if self._service else None
+
+    async def start(
+        self,
+        config: Config,
+        keyring: KeyRing,
+        *,
+        store: RefreshStore,
+        http: httpx.AsyncClient,
+        revoked: RevocationSet,
+    ) -> None:
+        """Build the service on the worker's store, keys and HTTP client."""
+        passwords = PasswordCheck()
+        self._deps = (store, http, revoked, passwords)
+        self.reconfigure(config, keyring)
+        assert self._service is not None
+        await self._service.credentials.warm()
+
+    def reconfigure(self, config: Config, keyring: KeyRing) -> None:
+        """Swap in a service built from ``config`` and ``keyring`` (a ``reload`` hook)."""
+        if self._deps is None:
+            return
+        store, http, revoked, passwords = self._deps
+        tokens, users = config.tokens, config.users
+        issuer = TokenIssuer(
+            keyring, issuer=tokens.issuer, audience=tokens.audience, access_ttl=tokens.access_ttl
+        )
+        cors_origins = config.cors.allow_origins if config.cors else frozenset()
+        self._service = _Service(
+            cookies=SessionCookies(tokens, secure=config.server.secure),
+            origins=OriginCheck(config.server.public_origin, cors_origins),
+            headers=HeaderPolicy(config),
+            sessions=SessionService(store, issuer, tokens),
+            credentials=credentials_for(users, http, passwords),
+            throttle=LoginThrottle(store, max_failures=users.max_failures, lockout=users.lockout),
+            revoked=revoked,
+        )
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        if request.method in ("GET", "HEAD"):
+            next_path = safe_next(request.query_params.get("next"))
+            return HTMLResponse(render_page(next_path=next_path), headers=PAGE_HEADERS)
+        service = self._admit(request, _LOGIN_METHODS)
+        try:
+            form = await read_login_form(request)
+        except BadForm as exc:
+            return error(exc.status, exc.code, exc.description)
+        address = service.headers.client_address(
+            request.client.host if request.client else "",
+            [value.encode("latin-1") for value in request.headers.getlist("x-forwarded-for")],
+        )
+        try:
+            wait = await service.throttle.retry_after(form.username, address)
+            if wait is not None:
+                return self._locked(form, wait)
+            identity = await service.credentials.authenticate(form.username, form.password)
+            if identity is None:
+                await service.throttle.failed(form.username, address)
+                return self._bad_credentials(form)
+            await service.throttle.succeeded(form.username)
+            grant = await service.sessions.login(identity)
+        except CredentialsUnavailable as exc:
+            log.warning("login refused: %s", exc)
+            return self._unavailable(form, "The user directory is unavailable; try again shortly")
+        except StoreError:
+            STORE_ERRORS.labels("login").inc()
+            return self._unavailable(form, STORE_DOWN)
+        if form.html:
+            response: Response
+            if form.next_path:
+                response = RedirectResponse(form.next_path, status_code=303, headers=_NO_STORE)
+            else:
+                page = render_page(message="You are signed in.", form=False)
+                response = HTMLResponse(page, headers=PAGE_HEADERS)
+        else:
+            response = self._grant(grant)
+        _set_cookies(service.cookies, response.headers, grant)
+        return response
+
+    async def refresh(self, request: Request) -> Response:
+        service = self._admit(request, _POST_ONLY)
+        token = read_cookie(request.headers.getlist("cookie"), service.cookies.refresh_name)
+        try:
+            grant = await service.sessions.refresh(token)
+        except InvalidGrant as exc:
+            REFRESHES.labels(exc.reason.value).inc()
+            if exc.reason is Refused.REUSED and exc.sid is not None:
+                service.revoked.add(exc.sid, time.time())
+                REUSE_DETECTIONS.inc()
+                log.warning(
+                    "refresh token reuse detected: session %s of %r revoked", exc.sid, exc.sub
+                )
+            refused = error(
+                401, "invalid_grant", "The refresh token is missing, expired or revoked"
+            )
+            _clear_cookies(service.cookies, refused.headers)
+            return refused
+        except StoreError:
+            REFRESHES.labels("unavailable").inc()
+            STORE_ERRORS.labels("refresh").inc()
+            return error(503, "store_unavailable", STORE_DOWN)
+        REFRESHES.labels("rotated" if grant.refresh_token else "grace").inc()
+        response = self._grant(grant)
+        if grant.refresh_token is not None:  # in the grace window the cookie stays as it is
+            _set_cookies(service.cookies, response.headers, grant)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        service = self._admit(request, _POST_ONLY)
+        token = read_cookie(request.headers.getlist("cookie"), service.cookies.refresh_name)
+        response: Response = Response(status_code=204, headers=_NO_STORE)
+        try:
+            sid = await service.sessions.logout(token)
+        except StoreError:
+            # The browser forgets its tokens anyway; the caller hears the session may live on.
+            STORE_ERRORS.labels("logout").inc()
+            response = error(503, "store_unavailable", STORE_DOWN)
+        else:
+            if sid is not None:
+                service.revoked.add(sid, time.time())
+        _clear_cookies(service.cookies, response.headers)
+        return response
+
+    async def not_found(self, request: Request) -> Response:
+        return error(404, "not_found", "No such endpoint")
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def _admit(self, request: Request, allow: str) -> _Service:
+        """The service, once the method and the request's origin are acceptable."""
+        if request.method != "POST":
+            raise _Refusal(
+                error(
+                    405,
+                    "method_not_allowed",
+                    "This endpoint does not allow the method",
+                    {"allow": allow},
+                )
+            )
+        service = self._service
+        if service is None:
+            raise _Refusal(error(503, "store_unavailable", "The token service is starting"))
+        refusal = service.origins.refusal(
+            request.headers.getlist("origin"), request.headers.getlist("sec-fetch-site")
+        )
+        if refusal is not None:
+            raise _Refusal(error(403, "forbidden", refusal))
+        return service
+
+    def _grant(self, grant: Grant) -> JSONResponse:
+        return JSONResponse(
+            {
+                "access_token": grant.access_token,
+                "token_type": "Bearer",
+                "expires_in": grant.expires_in,
+            },
+            headers=_NO_STORE,
+        )
+
+    def _bad_credentials(self, form: LoginForm) -> Response:
+        if form.html:
+            return self._page(form, 401, "Wrong username or password.")
+        return error(401, "invalid_credentials", "The username or password is wrong")
+
+    def _locked(self, form: LoginForm, wait: int) -> Response:
+        headers = {"retry-after": str(wait)}
+        if form.html:
+            return self._page(
+                form, 429, f"Too many failed sign-ins. Try again in {wait} s.", headers
+            )
+        return error(429, "rate_limited", "Too many failed logins; try again later", headers)
+
+    def _unavailable(self, form: LoginForm, description: str) -> Response:
+        if form.html:
+            return self._page(form, 503, description)
+        return error(503, "store_unavailable", description)
+
+    def _page(
+        self,
+        form: LoginForm,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        page = render_page(next_path=form.next_path, message=message)
+        return HTMLResponse(page, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})
+
+
+def _set_cookies(cookies: SessionCookies, headers: MutableHeaders, grant: Grant) -> None:
+    if grant.refresh_token is not None:
+        headers.append("set-cookie", cookies.refresh(grant.refresh_token, grant.refresh_max_age))
+    access = cookies.access(grant.access_token, grant.expires_in)
+    if access is not None:
+        headers.append("set-cookie", access)
+
+
+def _clear_cookies(cookies: SessionCookies, headers: MutableHeaders) -> None:
+    for value in cookies.cleared():
+        headers.append("set-cookie", value)

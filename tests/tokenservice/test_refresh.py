@@ -1,0 +1,115 @@
+"""POST /auth/refresh: rotation, the grace window, reuse detection (SPEC §5.3)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import jwt
+import pytest
+
+from tests.tokenservice.conftest import (
+    Service,
+    call,
+    cookies_set,
+    refresh,
+    refresh_cookie,
+    start_session,
+)
+
+
+def claims_of(token: str) -> dict[str, object]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+def refused_within(url: str, access_token: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if call(url, access_token).status_code == 401:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_refresh_rotates_the_cookie_and_keeps_the_session(service: Service) -> None:
+    session = start_session(service.url, "alice")
+    answer = refresh(service.url, session.cookie)
+    assert answer.status_code == 200
+    new_cookie = refresh_cookie(answer)
+    assert new_cookie is not None and new_cookie != session.cookie
+    body = answer.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 300
+    assert claims_of(body["access_token"])["sid"] == claims_of(session.access_token)["sid"]
+    assert claims_of(body["access_token"])["scope"] == "orders:read orders:write"
+    assert call(service.url, body["access_token"]).status_code == 200
+
+
+def test_a_refresh_answer_is_not_cached(service: Service) -> None:
+    session = start_session(service.url, "alice")
+    answer = refresh(service.url, session.cookie)
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_the_previous_cookie_within_the_grace_window_gets_a_token_and_no_cookie(
+    service: Service,
+) -> None:
+    session = start_session(service.url, "bob")
+    newest = refresh_cookie(refresh(service.url, session.cookie))
+    replay = refresh(service.url, session.cookie)
+    assert replay.status_code == 200
+    assert "set-cookie" not in replay.headers
+    assert call(service.url, replay.json()["access_token"]).status_code == 200
+    assert refresh(service.url, newest).status_code == 200  # nothing was revoked
+
+
+def test_the_old_cookie_after_the_grace_window_revokes_the_whole_family(
+    service: Service,
+) -> None:
+    session = start_session(service.url, "carol")
+    rotated = refresh(service.url, session.cookie)
+    newest = refresh_cookie(rotated)
+    time.sleep(2.3)  # refresh_reuse_grace is 2s
+    replay = refresh(service.url, session.cookie)
+    assert replay.status_code == 401
+    assert replay.json()["error"] == "invalid_grant"
+    assert cookies_set(replay)["gw_refresh"]["max-age"] == "0"
+    assert refresh(service.url, newest).status_code == 401
+    assert refused_within(service.url, rotated.json()["access_token"], 1.5)
+
+
+def test_only_the_immediately_previous_cookie_has_a_grace_window(service: Service) -> None:
+    session = start_session(service.url, "dave")
+    second = refresh_cookie(refresh(service.url, session.cookie))
+    third = refresh_cookie(refresh(service.url, second))
+    assert refresh(service.url, session.cookie).status_code == 401  # two rotations ago: reuse
+    assert refresh(service.url, third).status_code == 401
+
+
+def test_twenty_concurrent_refreshes_of_one_cookie_rotate_it_once(service: Service) -> None:
+    session = start_session(service.url, "erin")
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: refresh(service.url, session.cookie), range(20)))
+    assert [a.status_code for a in answers] == [200] * 20
+    rotations = [a for a in answers if "set-cookie" in a.headers]
+    assert len(rotations) == 1
+    assert refresh(service.url, refresh_cookie(rotations[0])).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        pytest.param(None, id="no cookie"),
+        pytest.param("", id="empty cookie"),
+        pytest.param("not-a-token", id="garbage"),
+        pytest.param("A" * 43, id="well-formed but unknown"),
+        pytest.param("x" * 5000, id="huge"),
+    ],
+)
+def test_a_refresh_without_a_live_token_is_invalid_grant_and_clears_the_cookie(
+    service: Service, cookie: str | None
+) -> None:
+    answer = refresh(service.url, cookie)
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "invalid_grant"
+    cleared = cookies_set(answer)["gw_refresh"]
+    assert cleared["value"] == "" and cleared["max-age"] == "0" and cleared["path"] == "/auth"
