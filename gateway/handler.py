@@ -9,6 +9,7 @@ the token service after the same framing checks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -78,15 +79,8 @@ class FrontDoor:
         client = scope.get("client")
         peer = client[0] if client else ""
         record = AccessRecord(method=scope["method"], path="", client=peer)
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = True
-            await send(message)
-
         try:
-            await self._handle(rt, scope, receive, tracking_send, record)
+            await self._handle(rt, scope, receive, send, record)
         except Exception as exc:
             # A bug, not bad input: one line naming where, never the message (it could quote a
             # header or a token), and an answer if none has started.
@@ -98,7 +92,7 @@ class FrontDoor:
                 frame.lineno,
                 record.request_id,
             )
-            if not response_started:
+            with contextlib.suppress(RuntimeError):  # the response had already started
                 await self._error(send, record, 500, "Internal error", code="internal_error")
         finally:
             self._log.finish(record, started)

@@ -1,50 +1,44 @@
-"""Access log and Prometheus metrics (SPEC §5.5).
+"""Access log and metrics (SPEC §5.5), cheap enough to run on every request.
 
-One JSON line per request goes to stdout; everything else is logged to stderr. The access log
-never carries a token, cookie or query string: the path logged is the normalised path only,
-because query strings are where careless clients put secrets.
+Access log: one JSON line per request on stdout (``--log-format text`` for a terminal);
+everything else goes to stderr. It never carries a token, cookie or query string: the path
+logged is the normalised path only, because query strings are where careless clients put
+secrets. Lines are buffered and written together at least every 0.2 s (one ``write`` instead
+of one per request), and at shutdown.
 
-Metrics use prometheus-client; when ``PROMETHEUS_MULTIPROC_DIR`` is set (``gateway serve`` sets
-it) every worker writes its own files and any worker's ``/metrics`` adds them all up. Label sets
-are bounded: route names from the configuration, status codes, and enumerated reasons, never
-raw paths or subjects.
+Metrics: the per-request series (requests by route and status, latency histograms, refusals by
+reason) are counted in plain dicts in each worker; a worker publishes a snapshot file every
+second into ``PROMETHEUS_MULTIPROC_DIR`` (``gateway serve`` sets it), and any worker's
+``/metrics`` adds every snapshot up through a prometheus-client collector. prometheus-client's
+own multiprocess mode costs several system calls per increment; it is kept for the rare events
+(refreshes, reloads, store errors). Other workers' counts are at most a second behind. Label
+sets are bounded: route names from the configuration, status codes and enumerated reasons,
+never raw paths or subjects.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TextIO
+from json.encoder import encode_basestring_ascii
+from typing import Any, TextIO
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 log = logging.getLogger("gateway")
 
-_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_SNAPSHOT_PREFIX = "gateway-requests-"
 
-REQUESTS = Counter("gateway_requests_total", "Requests answered", ["route", "status"])
-DURATION = Histogram(
-    "gateway_request_duration_seconds", "Time to answer a request", ["route"], buckets=_BUCKETS
-)
-UPSTREAM_DURATION = Histogram(
-    "gateway_upstream_duration_seconds",
-    "Time spent waiting for and streaming the upstream's answer",
-    ["route"],
-    buckets=_BUCKETS,
-)
-AUTH_FAILURES = Counter(
-    "gateway_auth_failures_total", "Requests refused by authentication", ["reason"]
-)
 REFRESHES = Counter("gateway_refreshes_total", "Refresh-token exchanges", ["outcome"])
 REUSE_DETECTIONS = Counter(
     "gateway_refresh_reuse_detections_total", "Rotated refresh tokens presented again"
@@ -56,13 +50,146 @@ UPSTREAM_FAILURES = Counter(
 )
 
 
+class Buckets:
+    """Bucket counts and a sum, in the shape Prometheus wants them."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, counts: list[int] | None = None, total: float = 0.0) -> None:
+        self.counts = counts or [0] * (len(BUCKETS) + 1)
+        self.total = total
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+
+class RequestStats:
+    """The per-request series of one worker, counted in memory."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.durations: dict[str, Buckets] = {}
+        self.upstream: dict[str, Buckets] = {}
+        self.auth_failures: dict[str, int] = {}
+        self.changed = False
+
+    def record(self, route: str, status: int, seconds: float, upstream: float | None) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        histogram = self.durations.get(route)
+        if histogram is None:
+            histogram = self.durations[route] = Buckets()
+        histogram.observe(seconds)
+        if upstream is not None:
+            histogram = self.upstream.get(route)
+            if histogram is None:
+                histogram = self.upstream[route] = Buckets()
+            histogram.observe(upstream)
+        self.changed = True
+
+    def refused(self, reason: str) -> None:
+        self.auth_failures[reason] = self.auth_failures.get(reason, 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": [[r, s, n] for (r, s), n in self.requests.items()],
+            "durations": {r: [h.counts, h.total] for r, h in self.durations.items()},
+            "upstream": {r: [h.counts, h.total] for r, h in self.upstream.items()},
+            "auth_failures": self.auth_failures,
+        }
+
+    def merge_json(self, data: dict[str, Any]) -> None:
+        for route, status, count in data.get("requests", ()):
+            key = (route, int(status))
+            self.requests[key] = self.requests.get(key, 0) + int(count)
+        for field in ("durations", "upstream"):
+            mine: dict[str, Buckets] = getattr(self, field)
+            for route, (counts, total) in data.get(field, {}).items():
+                histogram = mine.setdefault(route, Buckets())
+                histogram.counts = [a + b for a, b in zip(histogram.counts, counts, strict=True)]
+                histogram.total += total
+        for reason, count in data.get("auth_failures", {}).items():
+            self.auth_failures[reason] = self.auth_failures.get(reason, 0) + int(count)
+
+
+STATS = RequestStats()
+
+
+def publish_snapshot() -> None:
+    """Write this worker's counts where every worker's ``/metrics`` can read them."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or not STATS.changed:
+        return
+    STATS.changed = False
+    path = os.path.join(directory, f"{_SNAPSHOT_PREFIX}{os.getpid()}.json")
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(STATS.to_json(), handle)
+    os.replace(temporary, path)
+
+
+def _all_workers() -> RequestStats:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    total = RequestStats()
+    total.merge_json(STATS.to_json())
+    if not directory:
+        return total
+    own = f"{_SNAPSHOT_PREFIX}{os.getpid()}.json"
+    for name in os.listdir(directory):
+        if name.startswith(_SNAPSHOT_PREFIX) and name.endswith(".json") and name != own:
+            with (
+                contextlib.suppress(OSError, ValueError),
+                open(os.path.join(directory, name), encoding="utf-8") as handle,
+            ):
+                total.merge_json(json.load(handle))
+    return total
+
+
+class _RequestCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        stats = _all_workers()
+        requests = CounterMetricFamily(
+            "gateway_requests", "Requests answered", labels=["route", "status"]
+        )
+        for (route, status), count in sorted(stats.requests.items()):
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        for name, doc, series in (
+            ("gateway_request_duration_seconds", "Time to answer a request", stats.durations),
+            (
+                "gateway_upstream_duration_seconds",
+                "Time spent waiting for and streaming the upstream's answer",
+                stats.upstream,
+            ),
+        ):
+            family = HistogramMetricFamily(name, doc, labels=["route"])
+            for route, histogram in sorted(series.items()):
+                cumulative, buckets = 0, []
+                for bound, count in zip((*BUCKETS, float("inf")), histogram.counts, strict=True):
+                    cumulative += count
+                    buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+                family.add_metric([route], buckets, histogram.total)
+            yield family
+        failures = CounterMetricFamily(
+            "gateway_auth_failures", "Requests refused by authentication", labels=["reason"]
+        )
+        for reason, count in sorted(stats.auth_failures.items()):
+            failures.add_metric([reason], count)
+        yield failures
+
+
 def render_metrics() -> bytes:
     """The Prometheus exposition of every worker's metrics."""
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(_RequestCollector())
         return generate_latest(registry)
-    return generate_latest()
+    registry.register(_RequestCollector())
+    from prometheus_client import REGISTRY
+
+    return generate_latest(registry) + generate_latest(REGISTRY)
 
 
 @dataclass(slots=True)
@@ -83,69 +210,71 @@ class AccessRecord:
     auth_failure: str | None = None
 
 
+def _nullable(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
 class AccessLog:
-    """Writes one line per request to stdout, as JSON or as text for a terminal."""
+    """Counts every request in the metrics and buffers its log line for stdout."""
 
     def __init__(self, fmt: str = "json", stream: TextIO | None = None) -> None:
         self.fmt = fmt
         self.stream = stream or sys.stdout
-        self._children: dict[tuple[str, int], Counter] = {}
-        self._durations: dict[str, Histogram] = {}
-        self._upstream_durations: dict[str, Histogram] = {}
+        self._buffer: list[str] = []
+        self._second = -1
+        self._stamp = ""
 
     def finish(self, record: AccessRecord, started: float) -> None:
-        """Count the request in the metrics and write its log line."""
+        """Count the request in the metrics and queue its log line."""
         elapsed = time.perf_counter() - started
-        route = record.route or "-"
-        key = (route, record.status)
-        counter = self._children.get(key)
-        if counter is None:
-            counter = self._children[key] = REQUESTS.labels(route, str(record.status))
-        counter.inc()
-        duration = self._durations.get(route)
-        if duration is None:
-            duration = self._durations[route] = DURATION.labels(route)
-        duration.observe(elapsed)
-        if record.upstream_ms is not None:
-            upstream = self._upstream_durations.get(route)
-            if upstream is None:
-                upstream = self._upstream_durations[route] = UPSTREAM_DURATION.labels(route)
-            upstream.observe(record.upstream_ms / 1000)
+        upstream = None if record.upstream_ms is None else record.upstream_ms / 1000
+        STATS.record(record.route or "-", record.status, elapsed, upstream)
         if record.auth_failure is not None:
-            AUTH_FAILURES.labels(record.auth_failure).inc()
-        self.stream.write(self.format(record, elapsed))
+            STATS.refused(record.auth_failure)
+        self._buffer.append(
+            self._text(record, elapsed) if self.fmt == "text" else self._json(record, elapsed)
+        )
+        if len(self._buffer) >= 256:
+            self.flush()
 
-    def format(self, record: AccessRecord, elapsed: float) -> str:
-        if self.fmt == "text":
-            upstream = f" upstream={record.upstream_status}" if record.upstream_status else ""
-            return (
-                f"{time.strftime('%H:%M:%S')} {record.status} {record.method} {record.path} "
-                f"route={record.route or '-'}{upstream} {elapsed * 1000:.1f}ms "
-                f"sub={record.sub or '-'} client={record.client} id={record.request_id}\n"
-            )
+    def flush(self) -> None:
+        """Write the buffered lines in one go."""
+        if self._buffer:
+            lines, self._buffer = self._buffer, []
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # stdout closed: nothing to log to, and no reason to fail a request
+
+    def _now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+
+    def _json(self, record: AccessRecord, elapsed: float) -> str:
+        upstream_ms = "null" if record.upstream_ms is None else f"{record.upstream_ms:.3f}"
+        upstream_status = "null" if record.upstream_status is None else str(record.upstream_status)
+        route = encode_basestring_ascii(record.route) if record.route else "null"
         return (
-            json.dumps(
-                {
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-                    + f".{int(time.time() * 1000) % 1000:03d}Z",
-                    "request_id": record.request_id,
-                    "method": record.method,
-                    "path": record.path,
-                    "route": record.route or None,
-                    "status": record.status,
-                    "upstream_status": record.upstream_status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "upstream_ms": None
-                    if record.upstream_ms is None
-                    else round(record.upstream_ms, 3),
-                    "sub": record.sub,
-                    "client": record.client,
-                    "bytes_in": record.bytes_in,
-                    "bytes_out": record.bytes_out,
-                },
-                separators=(",", ":"),
-            )
-            + "\n"
+            f'{{"time":"{self._now()}","request_id":{encode_basestring_ascii(record.request_id)},'
+            f'"method":{encode_basestring_ascii(record.method)},'
+            f'"path":{encode_basestring_ascii(record.path)},"route":{route},'
+            f'"status":{record.status},"upstream_status":{upstream_status},'
+            f'"duration_ms":{elapsed * 1000:.3f},"upstream_ms":{upstream_ms},'
+            f'"sub":{_nullable(record.sub)},"client":{encode_basestring_ascii(record.client)},'
+            f'"bytes_in":{record.bytes_in},"bytes_out":{record.bytes_out}}}\n'
+        )
+
+    def _text(self, record: AccessRecord, elapsed: float) -> str:
+        upstream = f" upstream={record.upstream_status}" if record.upstream_status else ""
+        return (
+            f"{self._now()} {record.status} {record.method} {record.path} "
+            f"route={record.route or '-'}{upstream} {elapsed * 1000:.1f}ms "
+            f"sub={record.sub or '-'} client={record.client} id={record.request_id}\n"
         )
 
 
@@ -156,7 +285,3 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Line-buffered stdout: each access line reaches the collector as it is written.
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None:
-        reconfigure(line_buffering=True)

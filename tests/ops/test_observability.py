@@ -7,12 +7,15 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 from tests.conftest import GatewayProcess, free_port
 from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
+
+T = TypeVar("T")
 
 FIELDS = {
     "time",
@@ -40,6 +43,26 @@ def _config(port: int) -> str:
     )
 
 
+def _wait_for(probe: Callable[[], T], timeout: float) -> T:
+    """The first truthy ``probe()`` within ``timeout`` (lines are written every 0.2 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def _log_lines(gateway: GatewayProcess, at_least: int) -> list[dict[str, object]]:
+    def parsed() -> list[dict[str, object]]:
+        lines = [json.loads(line) for line in gateway.stdout().splitlines() if line.strip()]
+        return lines if len(lines) >= at_least else []
+
+    lines = _wait_for(parsed, 2.0)
+    assert lines, gateway.stdout()
+    return lines
+
+
 def _counts(metrics: str) -> dict[tuple[str, str], float]:
     found: dict[tuple[str, str], float] = {}
     for match in re.finditer(
@@ -59,7 +82,13 @@ def test_metrics_count_requests_by_route_and_status_across_two_workers(
             client.get(f"{gateway.url}/open")
             client.get(f"{gateway.url}/closed")
             client.get(f"{gateway.url}/nowhere")
-    metrics = httpx.get(f"{gateway.admin_url}/metrics").text
+
+    # Each worker publishes its counts every second; any worker answers /metrics.
+    def complete() -> str:
+        text = httpx.get(f"{gateway.admin_url}/metrics").text
+        return text if _counts(text).get(("open", "200")) == 30 else ""
+
+    metrics = _wait_for(complete, 3.0) or httpx.get(f"{gateway.admin_url}/metrics").text
     counts = _counts(metrics)
     assert counts[("open", "200")] == 30
     assert counts[("closed", "401")] == 30
@@ -85,9 +114,7 @@ def test_every_access_log_line_is_json_with_the_fields_and_no_secret(
         httpx.get(f"{gateway.url}/closed", headers={"Authorization": "Bearer not-a-token-secret"}),
         httpx.post(f"{gateway.url}/open/x", content=b"12345"),
     ]
-    time.sleep(0.3)
-    lines = [json.loads(line) for line in gateway.stdout().splitlines() if line.strip()]
-    assert len(lines) >= len(responses)
+    lines = _log_lines(gateway, len(responses))
     for line in lines:
         assert set(line) == FIELDS
     by_id = {line["request_id"]: line for line in lines}
@@ -107,8 +134,7 @@ def test_text_log_format_is_one_readable_line(
     _, port = upstream
     gateway = start_gateway(_config(port), extra_args=("--log-format", "text"))
     httpx.get(f"{gateway.url}/open")
-    time.sleep(0.2)
-    line = gateway.stdout().strip().splitlines()[-1]
+    line = _wait_for(lambda: gateway.stdout().strip().splitlines()[-1:], 2.0)[0]
     assert " 200 GET /open route=open " in line
 
 
