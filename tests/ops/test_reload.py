@@ -148,3 +148,39 @@ def test_reload_follows_a_config_mounted_through_a_swapped_symlink(
         assert took is not None, gateway.stderr()
     finally:
         gateway.stop()
+
+
+def test_a_user_added_while_running_can_log_in_within_2_seconds(
+    start_gateway: Callable[..., GatewayProcess],
+) -> None:
+    import subprocess
+    import sys
+
+    # Attempts before the reload count as failures: keep them far from the lockout.
+    gateway = start_gateway("users:\n  max_failures: 1000\nroutes:\n")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "users",
+            "add",
+            "newcomer",
+            "--password-stdin",
+            "--config",
+            str(gateway.config_path),
+        ],
+        input="a-long-enough-password\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+    def logs_in() -> bool:
+        response = httpx.post(
+            f"{gateway.url}/auth/login",
+            json={"username": "newcomer", "password": "a-long-enough-password"},
+        )
+        return response.status_code == 200
+
+    assert _wait_until(logs_in, 3.0) is not None
