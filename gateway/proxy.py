@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 import aiohttp
+from multidict import CIMultiDict
 from starlette.types import Receive, Send
 from yarl import URL
 
@@ -74,6 +75,22 @@ class Exchange:
     response_started: bool = False
 
 
+# aiohttp adds Accept, Accept-Encoding, User-Agent and Content-Type when a request lacks them;
+# a transparent proxy must not (an added Accept-Encoding would get a client gzip it never
+# asked for). Skipping them through ``skip_auto_headers`` rebuilds a dict on every request, so
+# the request class skips them itself.
+_NO_AUTO_HEADERS: CIMultiDict[None] = CIMultiDict(
+    (name, None) for name in ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+)
+
+
+class _TransparentRequest(aiohttp.ClientRequest):
+    """An upstream request carrying exactly the headers the gateway chose."""
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        self._skip_auto_headers = _NO_AUTO_HEADERS
+
+
 def make_session() -> aiohttp.ClientSession:
     """The worker's upstream client: keep-alive pool, no cookie jar, bytes passed untouched."""
     connector = aiohttp.TCPConnector(
@@ -87,7 +104,7 @@ def make_session() -> aiohttp.ClientSession:
         # A shared jar would replay one user's upstream cookies to the next user.
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        request_class=_TransparentRequest,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 
 import httpx
@@ -168,3 +169,19 @@ def test_error_bodies_are_json_with_description(stack: Stack) -> None:
     body = httpx.get(f"{stack.url}/nowhere").json()
     assert set(body) == {"error", "error_description"}
     json.dumps(body)
+
+
+def test_no_header_is_added_that_the_client_did_not_send(stack: Stack) -> None:
+    """aiohttp would add Accept, Accept-Encoding and User-Agent; a transparent proxy must not."""
+    connection = http.client.HTTPConnection("127.0.0.1", stack.gateway.port, timeout=10)
+    try:
+        connection.putrequest("POST", "/public/x", skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", "example.test")
+        connection.putheader("Content-Length", "2")
+        connection.endheaders(b"hi")
+        seen = json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+    names = {k for k, _ in seen["headers"]}
+    assert not names & {"accept", "accept-encoding", "user-agent", "content-type"}
+    assert seen["body_length"] == 2
