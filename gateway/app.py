@@ -163,6 +163,9 @@ class GatewayApp:
         # What startup allocated lives as long as the worker: keep it out of every collection.
         gc.collect()
         gc.freeze()
+        # Every request allocates a few hundred short-lived objects; collecting the young
+        # generation every 700 allocations (the default) costs ~6% of a worker's CPU.
+        gc.set_threshold(20_000, 20, 20)
 
     def _sync_jwks_sources(self, config: Config) -> None:
         """One key source per trusted issuer. A ``jwks_uri`` source whose settings did not

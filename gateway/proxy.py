@@ -167,10 +167,18 @@ async def forward(
                 }
             )
             exchange.response_started = True
-            async for chunk in response.content.iter_any():
+            content = response.content
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    await send({"type": "http.response.body", "body": b""})
+                    break
                 exchange.bytes_out += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+                # A small answer usually arrives whole: end it with its only chunk.
+                last = content.is_eof()
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                if last:
+                    break
     except (BodyTooLarge, ClientGone):
         raise
     except aiohttp.ConnectionTimeoutError as exc:
