@@ -134,7 +134,7 @@ class GatewayApp:
         ensure_key(tokens.keys, tokens.algorithm)
         self.keyring = KeyRing.load(tokens.keys, tokens.algorithm)
         self.http = httpx.AsyncClient(timeout=5.0)
-        self._sync_jwks_sources(config)
+        self._commit_jwks(config, self._prepare_jwks(config))
         self.store = open_store(
             config.store,
             base_dir=config.base_dir,
@@ -167,24 +167,36 @@ class GatewayApp:
         # generation every 700 allocations (the default) costs ~6% of a worker's CPU.
         gc.set_threshold(20_000, 20, 20)
 
-    def _sync_jwks_sources(self, config: Config) -> None:
+    def _prepare_jwks(self, config: Config) -> dict[str, JwksSource]:
         """One key source per trusted issuer. A ``jwks_uri`` source whose settings did not
-        change is kept (with its cache and refresh loop); ``jwks_file`` sources are re-read."""
+        change is kept (with its cache and refresh loop); ``jwks_file`` sources are re-read.
+        Nothing is started or stopped here: ``_commit_jwks`` does that once all is well."""
         assert self.http is not None
         sources: dict[str, JwksSource] = {}
-        loops: dict[str, asyncio.Task[Any]] = {}
         for trusted in config.trusted_issuers:
             if trusted.jwks_file is not None:
                 sources[trusted.issuer] = JwksSource.from_file(trusted.issuer, trusted.jwks_file)
-                continue
-            assert trusted.jwks_uri is not None
-            if self._jwks_settings.get(trusted.issuer) == trusted:
+            elif self._jwks_settings.get(trusted.issuer) == trusted:
                 sources[trusted.issuer] = self.jwks[trusted.issuer]
-                loops[trusted.issuer] = self._jwks_loops.pop(trusted.issuer)
+            else:
+                assert trusted.jwks_uri is not None
+                sources[trusted.issuer] = JwksSource.from_uri(
+                    trusted.issuer, trusted.jwks_uri, self.http
+                )
+        return sources
+
+    def _commit_jwks(self, config: Config, sources: dict[str, JwksSource]) -> None:
+        loops: dict[str, asyncio.Task[Any]] = {}
+        for issuer, source in sources.items():
+            if source.uri is None:
                 continue
-            source = JwksSource.from_uri(trusted.issuer, trusted.jwks_uri, self.http)
-            sources[trusted.issuer] = source
-            loops[trusted.issuer] = asyncio.create_task(source.run_refresh_loop())
+            kept = self._jwks_loops.pop(issuer, None)
+            if kept is not None and self.jwks.get(issuer) is source:
+                loops[issuer] = kept
+            else:
+                if kept is not None:
+                    kept.cancel()
+                loops[issuer] = asyncio.create_task(source.run_refresh_loop())
         for task in self._jwks_loops.values():
             task.cancel()
         self.jwks = sources
@@ -201,38 +213,51 @@ class GatewayApp:
                 await asyncio.wait_for(self._reload_now.wait(), WATCH_INTERVAL)
             forced = self._reload_now.is_set()
             self._reload_now.clear()
-            current = await asyncio.to_thread(fingerprint, self.config)
-            if forced or current != self._fingerprint:
-                self._fingerprint = current
-                self.reload()
+            try:
+                current = await asyncio.to_thread(fingerprint, self.config)
+                if forced or current != self._fingerprint:
+                    self._fingerprint = current
+                    await self.reload()
+            except Exception as exc:  # the watcher must outlive any one bad reload
+                log.error("reload failed: unexpected %s", type(exc).__name__)
 
-    def reload(self) -> bool:
-        """Load the configuration again and swap it in; keep the old one if it is broken."""
+    async def reload(self) -> bool:
+        """Load the configuration again and swap it in; keep the old one if it is broken.
+
+        Everything is built before anything is swapped, so a failure at any step leaves the
+        worker exactly as it was. Files are read off the event loop."""
         path = self.config.source
         try:
-            config = load_config(path)
-            keyring = KeyRing.load(config.tokens.keys, config.tokens.algorithm)
-            self._sync_jwks_sources(config)
+            config = await asyncio.to_thread(load_config, path)
+            keyring = await asyncio.to_thread(
+                KeyRing.load, config.tokens.keys, config.tokens.algorithm
+            )
+            jwks = await asyncio.to_thread(self._prepare_jwks, config)
+            old = self.runtime()
+            runtime = build_runtime(
+                config, keyring=keyring, jwks=jwks, session=old.session, revoked=self.revoked
+            )
+            for hook in self.reload_hooks:
+                hook(config, keyring)
         except ConfigError as exc:
-            for problem in exc.problems:
-                log.error("reload refused: %s", problem)
-            RELOADS.labels("error").inc()
-            return False
+            return self._refused(exc.problems)
         except (KeyFileError, JwksError) as exc:
-            log.error("reload refused: %s", exc)
-            RELOADS.labels("error").inc()
-            return False
-        old = self.runtime()
+            return self._refused([str(exc)])
+        except Exception as exc:
+            return self._refused([f"{path}: cannot be applied ({type(exc).__name__})"])
+        self._commit_jwks(config, jwks)
         self.config = config
         self.keyring = keyring
-        self._runtime = build_runtime(
-            config, keyring=keyring, jwks=self.jwks, session=old.session, revoked=self.revoked
-        )
-        for hook in self.reload_hooks:
-            hook(config, keyring)
+        self._runtime = runtime
         RELOADS.labels("ok").inc()
         log.info("configuration reloaded from %s (%d routes)", path, len(config.routes))
         return True
+
+    def _refused(self, problems: list[str]) -> bool:
+        for problem in problems:
+            log.error("reload refused: %s", problem)
+        RELOADS.labels("error").inc()
+        return False
 
     async def readiness(self) -> list[str]:
         """Why this worker is not ready; empty when it is."""

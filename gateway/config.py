@@ -317,6 +317,10 @@ class _Builder:
             raise ValueError(f"{url!r} is not an http(s) URL")
         if parts.query or parts.fragment:
             raise ValueError(f"{url!r} must not have a query or fragment")
+        try:
+            parts.port  # noqa: B018 - urllib checks the port only when it is read
+        except ValueError:
+            raise ValueError(f"{url!r} has an invalid port") from None
         return url
 
     # -- sections -----------------------------------------------------------------------------
@@ -595,7 +599,11 @@ class _Builder:
         )
         origins = self.get(m, p, "allow_origins", self.string_list, _NO_STRINGS)
         for index, origin in enumerate(origins):
-            if origin == "*" or origin_of(origin) != origin.rstrip("/"):
+            try:
+                valid = origin != "*" and origin_of(origin) == origin.rstrip("/")
+            except ValueError:
+                valid = False
+            if not valid:
                 self.error(
                     (*p, "allow_origins", index),
                     f"allow_origins: {origin!r} is not an origin like https://app.example.com",

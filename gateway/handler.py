@@ -45,6 +45,7 @@ log = logging.getLogger("gateway")
 
 MAX_HEADER_BYTES = 32 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_LOGGED_PATH = 2048
 
 
@@ -130,9 +131,12 @@ class FrontDoor:
         request_id: bytes | None = None
         content_length: bytes | None = None
         chunked = False
+        other_coding = False
         origin: bytes | None = None
         preflight = False
         accept: bytes = b""
+        bearer_header = False
+        fetch_site: bytes | None = None
         forwarded_for: list[bytes] | None = None
         for name, value in headers:
             size += len(name) + len(value) + 4
@@ -144,6 +148,7 @@ class FrontDoor:
                 content_length = value
             elif name == b"transfer-encoding":
                 chunked = True
+                other_coding = value.strip().lower() != b"chunked"
             elif name == b"origin":
                 origin = value
             elif name == b"access-control-request-method":
@@ -152,6 +157,10 @@ class FrontDoor:
                 forwarded_for = [*(forwarded_for or ()), value]
             elif name == b"accept":
                 accept = value
+            elif name == b"authorization":
+                bearer_header = True
+            elif name == b"sec-fetch-site":
+                fetch_site = value
         if request_id is None or len(request_id) > 200 or not request_id.isascii():
             request_id = new_request_id()
         record.request_id = request_id.decode("ascii", "replace")
@@ -162,6 +171,18 @@ class FrontDoor:
         record.path = raw_path[:_MAX_LOGGED_PATH].decode("latin-1")
         if size > MAX_HEADER_BYTES:
             await self._error(send, record, 431, "The request headers are too large", close=True)
+            return
+        if other_coding:
+            # The parser removed the chunking and would hand on bytes still gzip- (or
+            # otherwise) coded as if plain: refuse, as RFC 9112 §6.1 asks.
+            await self._error(
+                send,
+                record,
+                501,
+                "Only the chunked transfer coding is supported",
+                code="not_implemented",
+                close=True,
+            )
             return
         if hosts != 1:
             await self._error(send, record, 400, "The request must carry exactly one Host header")
@@ -235,6 +256,19 @@ class FrontDoor:
                         await self._to_login(send, record, path, scope.get("query_string", b""))
                         return
                     denial = NO_TOKEN
+            elif (
+                not bearer_header
+                and method not in SAFE_METHODS
+                and (
+                    refusal := rt.origin_check.refusal(
+                        [origin.decode("latin-1")] if origin is not None else [],
+                        [fetch_site.decode("latin-1")] if fetch_site is not None else [],
+                    )
+                )
+            ):
+                # The access cookie rides along with any request the browser makes, including
+                # a form post from another site: the same check as the token endpoints.
+                denial = Denial(403, "forbidden", refusal, "cross_site")
             else:
                 try:
                     claims = dict(await rt.verifier.verify(token))

@@ -63,8 +63,8 @@ class HeaderPolicy:
     def __init__(self, config: Config) -> None:
         self.identity = tuple((name.encode(), claim) for name, claim in config.identity_headers)
         self._identity_names = frozenset(name for name, _ in self.identity)
-        self._gateway_cookies = tuple(
-            name.encode() + b"="
+        self._gateway_cookies = frozenset(
+            name.encode()
             for name in (
                 config.tokens.cookie.name,
                 *((config.tokens.access_cookie.name,) if config.tokens.access_cookie else ()),
@@ -72,6 +72,11 @@ class HeaderPolicy:
         )
         self._trusted = config.server.trusted_proxies
         self._always_drop = HOP_BY_HOP | _REROUTING | _CLIENT_OWNED | self._identity_names
+        # Many stacks (CGI, WSGI, PHP) read ``X_Forwarded_For`` as ``X-Forwarded-For``: a client
+        # header whose ``_`` spelling names a header the gateway controls never passes.
+        self._protected_spellings = (
+            self._always_drop | _FORWARDING | {b"authorization", b"cookie", b"content-length"}
+        )
         self._set = {
             r.name: tuple((n.encode(), v.encode("latin-1")) for n, v in r.headers.set)
             for r in config.routes
@@ -127,9 +132,11 @@ class HeaderPolicy:
                     part.strip().lower() for part in value.split(b",") if part.strip()
                 )
                 continue
-            if name in drop or (b"_" in name and name.replace(b"_", b"-") in drop):
+            if name in drop:
                 if name == b"host":
                     host = value
+                continue
+            if b"_" in name and name.replace(b"_", b"-") in self._protected_spellings:
                 continue
             if name in _FORWARDING:
                 if trusted:
@@ -182,7 +189,7 @@ class HeaderPolicy:
         kept = [
             part
             for part in (p.strip() for p in value.split(b";"))
-            if part and not part.startswith(self._gateway_cookies)
+            if part and _cookie_name(part) not in self._gateway_cookies
         ]
         return b"; ".join(kept)
 
@@ -197,7 +204,7 @@ class HeaderPolicy:
                 if name == b"connection":
                     connection_named.update(p.strip().lower() for p in value.split(b","))
                 continue
-            if name == b"set-cookie" and value.lstrip().startswith(cookies):
+            if name == b"set-cookie" and _cookie_name(value) in cookies:
                 continue
             if name == b"x-request-id":
                 continue
@@ -205,6 +212,11 @@ class HeaderPolicy:
         if connection_named:
             out = [(n, v) for n, v in out if n not in connection_named]
         return out
+
+
+def _cookie_name(pair: bytes) -> bytes:
+    """The name of ``name=value`` as browsers and our reader see it (RFC 6265 §5.2: trimmed)."""
+    return pair.partition(b"=")[0].strip(b" \t")
 
 
 def render_claim(value: Any) -> str:

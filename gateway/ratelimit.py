@@ -8,6 +8,7 @@ limit protects the upstream, it must not take it offline with the store.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -27,27 +28,53 @@ class RateLimiter(Protocol):
 
 
 class MemoryRateLimiter:
-    """Fixed-window counters in this process, bounded in size."""
+    """Fixed-window counters in this process, bounded in size.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    The dict is kept in the order windows started (a new window re-inserts its key at the
+    end), so expired windows are found at the front and eviction never scans the whole map.
+    When it is full of live windows the oldest eighth is dropped: those clients start a new
+    window early, which costs a little precision and keeps memory and time bounded.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_keys: int = _MAX_KEYS
+    ) -> None:
         self._clock = clock
-        self._windows: dict[str, tuple[float, int]] = {}
+        self._max_keys = max_keys
+        self._windows: dict[str, tuple[float, float, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._windows)
 
     async def hit(self, key: str, limit: RateLimit) -> int | None:
         now = self._clock()
-        window = self._windows.get(key)
-        if window is None or now - window[0] >= limit.window:
-            if len(self._windows) >= _MAX_KEYS:
-                self._windows = {
-                    k: v for k, v in self._windows.items() if now - v[0] < limit.window
-                }
-            self._windows[key] = (now, 1)
+        windows = self._windows
+        entry = windows.get(key)
+        if entry is not None and now - entry[0] < entry[1]:
+            start, length, count = entry
+            if count >= limit.count:
+                return max(1, math.ceil(start + length - now))
+            windows[key] = (start, length, count + 1)
             return None
-        start, count = window
-        if count >= limit.count:
-            return max(1, math.ceil(start + limit.window - now))
-        self._windows[key] = (start, count + 1)
+        if entry is not None:
+            del windows[key]
+        elif len(windows) >= self._max_keys:
+            self._evict(now)
+        windows[key] = (now, limit.window, 1)
         return None
+
+    def _evict(self, now: float) -> None:
+        windows = self._windows
+        expired = []
+        for key, (start, length, _) in windows.items():
+            if now - start < length:
+                break
+            expired.append(key)
+        for key in expired:
+            del windows[key]
+        if len(windows) >= self._max_keys:
+            for key in list(itertools.islice(windows, max(1, self._max_keys // 8))):
+                del windows[key]
 
 
 class StoreRateLimiter:

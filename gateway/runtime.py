@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from gateway.access import RouteAccess
+from gateway.auth.csrf import OriginCheck
 from gateway.auth.jwks import JwksSource
 from gateway.auth.keys import KeyRing
 from gateway.auth.verifier import IssuerPolicy, Verifier
@@ -35,6 +36,7 @@ class Runtime:
     session: aiohttp.ClientSession
     access_cookie: str | None
     cors: CorsPolicy
+    origin_check: OriginCheck
 
 
 def build_verifier(
@@ -90,4 +92,7 @@ def build_runtime(
         session=session,
         access_cookie=config.tokens.access_cookie.name if config.tokens.access_cookie else None,
         cors=CorsPolicy(config.cors),
+        origin_check=OriginCheck(
+            config.server.public_origin, config.cors.allow_origins if config.cors else ()
+        ),
     )

@@ -33,6 +33,7 @@ from multiprocessing.context import SpawnProcess
 import uvicorn
 
 from gateway.config import Config
+from gateway.http_protocol import BoundedHttpToolsProtocol
 from gateway.watch import Fingerprint
 
 GRACEFUL_STOP_SECONDS = 30
@@ -65,7 +66,7 @@ def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         loop="none",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,
         lifespan=lifespan,  # type: ignore[arg-type]
         proxy_headers=False,
         forwarded_allow_ips="",

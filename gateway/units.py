@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -23,8 +24,19 @@ _RATE_UNITS = {
 }
 
 
+# Far beyond any sensible setting, and well inside what timers and dates can represent.
+MAX_DURATION = 100 * 365 * 86400.0
+MAX_SIZE = 1 << 50
+
+
 class UnitError(ValueError):
     """A value that is not a valid duration, size or rate."""
+
+
+def _bounded_duration(seconds: float, value: object) -> float:
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION:
+        raise UnitError(f"{value!r} is not a duration between 0 and 100 years")
+    return seconds
 
 
 def parse_duration(value: object) -> float:
@@ -32,13 +44,11 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a duration (use e.g. 500ms, 30s, 15m, 12h, 7d)")
     if isinstance(value, int | float):
-        if value < 0:
-            raise UnitError(f"{value!r} is not a duration: it is negative")
-        return float(value)
+        return _bounded_duration(float(value), value)
     match = _DURATION.match(str(value))
     if match is None:
         raise UnitError(f"{value!r} is not a duration (use e.g. 500ms, 30s, 15m, 12h, 7d)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return _bounded_duration(float(match.group(1)) * _DURATION_UNITS[match.group(2)], value)
 
 
 def parse_size(value: object) -> int:
@@ -46,18 +56,20 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise UnitError(f"{value!r} is not a size (use e.g. 512, 64KiB, 10MiB, 1GiB)")
     if isinstance(value, int):
-        if value < 0:
-            raise UnitError(f"{value!r} is not a size: it is negative")
-        return value
-    match = _SIZE.match(str(value))
-    if match is None:
-        raise UnitError(f"{value!r} is not a size (use e.g. 512, 64KiB, 10MiB, 1GiB)")
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        size = value
+    else:
+        match = _SIZE.match(str(value))
+        if match is None:
+            raise UnitError(f"{value!r} is not a size (use e.g. 512, 64KiB, 10MiB, 1GiB)")
+        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if not 0 <= size <= MAX_SIZE:
+        raise UnitError(f"{value!r} is not a size between 0 and 1 PiB")
+    return size
 
 
 def parse_rate(value: object) -> tuple[int, float]:
     """``(count, window_seconds)`` from ``100/min``, ``5/s`` or ``1000/h``."""
     match = _RATE.match(str(value))
-    if match is None or int(match.group(1)) == 0:
+    if match is None or not 0 < int(match.group(1)) <= 10**9:
         raise UnitError(f"{value!r} is not a rate (use e.g. 5/s, 100/min, 1000/h)")
     return int(match.group(1)), _RATE_UNITS[match.group(2)]

@@ -43,6 +43,8 @@ def parse_yaml(text: str, environ: Mapping[str, str] | None = None) -> Document:
     env = os.environ if environ is None else environ
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        return Document(data=None, problems=[(1, "the file nests too deeply")])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -53,19 +55,35 @@ def parse_yaml(text: str, environ: Mapping[str, str] | None = None) -> Document:
     if node is None:
         return doc
     doc.lines[()] = node.start_mark.line + 1
-    doc.data = _convert(node, (), doc, env)
+    try:
+        doc.data = _convert(node, (), doc, env, set())
+    except RecursionError:
+        return Document(data=None, problems=[(1, "the file nests too deeply")])
     return doc
 
 
 _SCALAR_LOADER = yaml.SafeLoader("")
 
 
-def _convert(node: yaml.Node, path: Path_, doc: Document, env: Mapping[str, str]) -> Any:
+def _convert(
+    node: yaml.Node, path: Path_, doc: Document, env: Mapping[str, str], seen: set[int]
+) -> Any:
     line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        # An alias makes PyYAML hand back the same node again; expanding it every time is
+        # how a few hundred bytes ("billion laughs") become gigabytes. A configuration has
+        # no need to repeat whole mappings or lists, so that is refused.
+        if id(node) in seen:
+            # The node is the anchor's, so its mark is the anchor's line; the alias stands
+            # where the key (or the list holding it) is.
+            where = doc.line(path[:-1] if path and isinstance(path[-1], int) else path)
+            doc.problems.append((where, "an alias (*name) may not repeat a mapping or a list"))
+            return None
+        seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = _convert(key_node, path, doc, env)
+            key = _convert(key_node, path, doc, env, seen)
             key_line = key_node.start_mark.line + 1
             if not isinstance(key, str):
                 doc.problems.append((key_line, f"keys must be strings, not {key!r}"))
@@ -74,15 +92,19 @@ def _convert(node: yaml.Node, path: Path_, doc: Document, env: Mapping[str, str]
                 doc.problems.append((key_line, f"duplicate key {key!r}"))
                 continue
             doc.lines[(*path, key)] = key_line
-            result[key] = _convert(value_node, (*path, key), doc, env)
+            result[key] = _convert(value_node, (*path, key), doc, env, seen)
         return result
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, item in enumerate(node.value):
             doc.lines[(*path, index)] = item.start_mark.line + 1
-            items.append(_convert(item, (*path, index), doc, env))
+            items.append(_convert(item, (*path, index), doc, env, seen))
         return items
-    value = _SCALAR_LOADER.construct_object(node, deep=True)
+    try:
+        value = _SCALAR_LOADER.construct_object(node, deep=True)
+    except (ValueError, OverflowError, yaml.YAMLError):
+        doc.problems.append((line, f"{node.value[:40]!r}... is not a usable value"))
+        return None
     if isinstance(value, str) and "${" in value:
         return _expand(value, line, doc, env)
     return value

@@ -118,6 +118,42 @@ def test_a_file_with_only_routes_is_valid() -> None:
             "environment variable ISSUER is not set",
             id="unset variable",
         ),
+        pytest.param(
+            MINIMAL.replace("9000", "99999"), 4, "invalid port", id="upstream port out of range"
+        ),
+        pytest.param(
+            "server:\n  public_url: http://localhost:99999\n" + MINIMAL,
+            2,
+            "invalid port",
+            id="public_url port out of range",
+        ),
+        pytest.param(
+            "tokens:\n  access_ttl: .inf\n" + MINIMAL,
+            2,
+            "between 0 and 100 years",
+            id="infinite duration",
+        ),
+        pytest.param(
+            MINIMAL + "    timeout: .nan\n", 5, "between 0 and 100 years", id="NaN duration"
+        ),
+        pytest.param(
+            "server:\n  max_body: " + "9" * 5000 + "\n" + MINIMAL,
+            2,
+            "not a usable value",
+            id="a number too long to read",
+        ),
+        pytest.param(
+            "x: " + "[" * 3000 + "]" * 3000 + "\n" + MINIMAL,
+            1,
+            "nests too deeply",
+            id="deep nesting",
+        ),
+        pytest.param(
+            "a: &a [1, 2]\nb: &b [*a, *a]\n" + MINIMAL,
+            2,
+            "may not repeat a mapping or a list",
+            id="alias of a list",
+        ),
     ],
 )
 def test_broken_files_name_the_problem_and_its_line(text: str, line: int, fragment: str) -> None:
@@ -125,6 +161,18 @@ def test_broken_files_name_the_problem_and_its_line(text: str, line: int, fragme
     assert any(p.startswith(f"/etc/gw/routes.yaml:{line}: ") and fragment in p for p in found), (
         found
     )
+
+
+def test_an_alias_bomb_is_refused_quickly() -> None:
+    import time
+
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 12):
+        levels.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
+    started = time.monotonic()
+    found = problems("\n".join(levels) + "\n" + MINIMAL)
+    assert time.monotonic() - started < 2
+    assert any("may not repeat" in p for p in found)
 
 
 def test_every_problem_is_reported_not_just_the_first() -> None:

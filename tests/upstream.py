@@ -106,6 +106,8 @@ class Upstream:
                 (b"set-cookie", b"a=1; Path=/"),
                 (b"set-cookie", b"b=2; Path=/; HttpOnly"),
                 (b"set-cookie", b"gw_refresh=stolen; Path=/auth"),
+                (b"set-cookie", b"gw_refresh =spaced; Path=/auth"),
+                (b"set-cookie", b"gw_refresh\t=tabbed; Path=/auth"),
             ]
         if path.startswith("/hop"):
             extra = [

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.conftest import GatewayProcess
 from tests.upstream import Upstream
@@ -73,6 +74,30 @@ def test_a_broken_edit_keeps_the_old_routes_and_logs_the_error(
     )
     assert _all_answer(f"{gateway.url}/first", 200)
     assert f"{gateway.config_path}:" in gateway.stderr()
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        pytest.param(lambda text: text + "  - name: [broken\n", id="YAML syntax"),
+        pytest.param(
+            lambda text: text.replace("http://127.0.0.1:", "http://127.0.0.1:9"), id="invalid port"
+        ),
+        pytest.param(lambda text: "a: &a [1]\nb: [*a, *a]\n" + text, id="repeated alias"),
+    ],
+)
+def test_after_a_refused_edit_the_next_good_edit_still_applies(
+    upstream: tuple[Upstream, int],
+    start_gateway: Callable[..., GatewayProcess],
+    breakage: Callable[[str], str],
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port))
+    good = gateway.config_path.read_text()
+    gateway.config_path.write_text(breakage(good))
+    assert _wait_until(lambda: "reload refused" in gateway.stderr(), 3.0) is not None
+    gateway.config_path.write_text(good + _second_route(port))
+    assert _wait_until(lambda: _all_answer(f"{gateway.url}/second", 200, 3), 3.0) is not None
 
 
 def test_sighup_reloads_at_once(

@@ -54,3 +54,52 @@ def test_an_api_call_without_a_token_still_gets_401(
     gateway, _ = cookie_gateway
     response = httpx.get(f"{gateway.url}/app/data", headers={"Accept": "application/json"})
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Origin": "http://evil.example"}, id="foreign Origin"),
+        pytest.param({"Origin": "null"}, id="null Origin"),
+        pytest.param({"Sec-Fetch-Site": "cross-site"}, id="Sec-Fetch-Site cross-site"),
+    ],
+)
+def test_a_cross_site_unsafe_request_riding_on_the_access_cookie_is_403(
+    cookie_gateway: tuple[GatewayProcess, SigningKey], headers: dict[str, str]
+) -> None:
+    gateway, key = cookie_gateway
+    response = httpx.post(
+        f"{gateway.url}/app/transfer",
+        headers={"Cookie": f"gw_access={key.token()}", **headers},
+        content=b"amount=100",
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "forbidden"
+
+
+def test_a_same_origin_post_with_the_access_cookie_passes(
+    cookie_gateway: tuple[GatewayProcess, SigningKey],
+) -> None:
+    gateway, key = cookie_gateway
+    response = httpx.post(
+        f"{gateway.url}/app/transfer",
+        headers={
+            "Cookie": f"gw_access={key.token()}",
+            "Origin": "http://localhost:8080",
+            "Sec-Fetch-Site": "same-origin",
+        },
+        content=b"amount=100",
+    )
+    assert response.status_code == 200
+
+
+def test_a_bearer_header_is_not_subject_to_the_cookie_csrf_check(
+    cookie_gateway: tuple[GatewayProcess, SigningKey],
+) -> None:
+    gateway, key = cookie_gateway
+    response = httpx.post(
+        f"{gateway.url}/app/transfer",
+        headers={"Authorization": f"Bearer {key.token()}", "Origin": "http://evil.example"},
+        content=b"amount=100",
+    )
+    assert response.status_code == 200

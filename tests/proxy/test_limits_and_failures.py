@@ -82,8 +82,9 @@ def test_upstream_slower_than_timeout_is_504(stack: Stack) -> None:
     assert response.json()["error"] == "gateway_timeout"
 
 
-def _raw(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+def _raw(port: int, request: bytes, *, must_close: bool = False) -> bytes:
+    """Send ``request`` as bytes; the answer, read until the gateway closes (or 3 s pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
         sock.sendall(request)
         chunks = []
         try:
@@ -93,7 +94,7 @@ def _raw(port: int, request: bytes) -> bytes:
                     break
                 chunks.append(data)
         except TimeoutError:
-            pass
+            assert not must_close, "the gateway kept the connection open"
         return b"".join(chunks)
 
 
@@ -102,18 +103,21 @@ def test_content_length_with_transfer_encoding_is_400_and_closed(stack: Stack) -
         stack.gateway.port,
         b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n",
+        must_close=True,
     )
     assert answer.startswith(b"HTTP/1.1 400")
     assert answer.count(b"HTTP/1.1") == 1
 
 
-def test_two_different_content_lengths_are_400(stack: Stack) -> None:
+def test_two_different_content_lengths_are_400_and_closed(stack: Stack) -> None:
     answer = _raw(
         stack.gateway.port,
         b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
-        b"hello!",
+        b"hello!GET /public/y HTTP/1.1\r\nHost: a\r\n\r\n",
+        must_close=True,
     )
     assert answer.startswith(b"HTTP/1.1 400")
+    assert answer.count(b"HTTP/1.1") == 1  # closed: the second request was never read
 
 
 def test_missing_host_is_400(stack: Stack) -> None:
@@ -127,3 +131,36 @@ def test_two_hosts_are_400(stack: Stack) -> None:
         b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
     )
     assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_a_request_head_that_never_ends_is_cut_off_with_431(stack: Stack) -> None:
+    """httptools would buffer it without limit; the gateway stops reading at 64 KiB."""
+    with socket.create_connection(("127.0.0.1", stack.gateway.port), timeout=5) as sock:
+        sock.sendall(b"GET /public/x HTTP/1.1\r\nHost: a\r\nX-Big: ")
+        answer = b""
+        try:
+            for _ in range(4 * 1024):  # up to 4 MiB, never ending the header
+                sock.sendall(b"x" * 1024)
+        except OSError:
+            pass  # the gateway closed the connection: what we want
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 431")
+
+
+def test_headers_over_32_kib_are_431(stack: Stack) -> None:
+    response = httpx.get(f"{stack.url}/public/x", headers={"X-Big": "x" * 40_000})
+    assert response.status_code == 431
+    assert response.json()["error"] == "request_header_fields_too_large"
+
+
+def test_a_transfer_coding_other_than_chunked_is_501(stack: Stack) -> None:
+    answer = _raw(
+        stack.gateway.port,
+        b"POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 501")
