@@ -39,20 +39,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
+        was_in_head = self._in_head
+        super().data_received(data)
+        # Only data that left the head still incomplete counts: a chunk that completes the
+        # head may carry the start of the body, which is not the head's.
+        if was_in_head and self._in_head:
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
+            if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self.transport.write(_REFUSAL)
                 self.transport.close()
-                self._in_head = False
-                return
-        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_bytes = 0
         super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head = True

@@ -185,14 +185,18 @@ class TokenEndpoints:
             [value.encode("latin-1") for value in request.headers.getlist("x-forwarded-for")],
         )
         try:
-            wait = await service.throttle.retry_after(form.username, address)
-            if wait is not None:
-                return self._locked(form, wait)
-            identity = await service.credentials.authenticate(form.username, form.password)
+            # Counted before the password is checked, so a burst cannot outrun the count.
+            attempt = await service.throttle.attempt(form.username, address)
+            if attempt.retry_after is not None:
+                return self._locked(form, attempt.retry_after)
+            try:
+                identity = await service.credentials.authenticate(form.username, form.password)
+            except CredentialsUnavailable:
+                await service.throttle.not_checked(attempt)
+                raise
             if identity is None:
-                await service.throttle.failed(form.username, address)
                 return self._bad_credentials(form)
-            await service.throttle.succeeded(form.username)
+            await service.throttle.succeeded(attempt)
             grant = await service.sessions.login(identity)
         except CredentialsUnavailable as exc:
             log.warning("login refused: %s", exc)

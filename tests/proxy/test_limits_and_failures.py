@@ -164,3 +164,13 @@ def test_a_transfer_coding_other_than_chunked_is_501(stack: Stack) -> None:
         b"5\r\nhello\r\n0\r\n\r\n",
     )
     assert answer.startswith(b"HTTP/1.1 501")
+
+
+def test_a_body_arriving_with_its_head_does_not_count_as_head(stack: Stack) -> None:
+    body = b"y" * (200 * 1024)
+    head = (
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    answer = _raw(stack.gateway.port, head + body + b"")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]

@@ -104,6 +104,12 @@ def test_a_failing_service_is_503_not_a_failed_login(delegating: Service) -> Non
     assert answer.json()["error"] == "store_unavailable"
 
 
+def test_an_outage_of_the_service_never_locks_the_name(delegating: Service) -> None:
+    # More than max_failures (5) logins that the service could not check: none is counted.
+    statuses = [login(delegating.url, "broken", "whatever-password").status_code for _ in range(8)]
+    assert statuses == [503] * 8
+
+
 def test_an_unreachable_service_is_503(
     delegating: Service, accounts: tuple[Accounts, ServerThread]
 ) -> None:
