@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -241,7 +241,7 @@ class FrontDoor:
             return
         route = match.route
         record.route = route.name
-        claims: dict[str, Any] | None = None
+        claims: Mapping[str, Any] | None = None
         if route.auth != "public":
             try:
                 token = extract_token(headers, scope.get("query_string", b""), rt.access_cookie)
@@ -271,7 +271,7 @@ class FrontDoor:
                 denial = Denial(403, "forbidden", refusal, "cross_site")
             else:
                 try:
-                    claims = dict(await rt.verifier.verify(token))
+                    claims = await rt.verifier.verify(token)
                 except TokenError as exc:
                     denial = invalid_token(exc)
                 else:
