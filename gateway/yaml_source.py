@@ -56,34 +56,38 @@ def parse_yaml(text: str, environ: Mapping[str, str] | None = None) -> Document:
         return doc
     doc.lines[()] = node.start_mark.line + 1
     try:
-        doc.data = _convert(node, (), doc, env, set())
+        doc.data = _convert(node, (), doc, env, [MAX_VALUES])
     except RecursionError:
         return Document(data=None, problems=[(1, "the file nests too deeply")])
+    except _TooLarge:
+        message = f"the file expands to more than {MAX_VALUES:,} values (aliases of aliases?)"
+        return Document(data=None, problems=[(1, message)])
     return doc
 
 
 _SCALAR_LOADER = yaml.SafeLoader("")
 
 
+class _TooLarge(Exception):
+    """The document expands to more values than any configuration needs."""
+
+
+MAX_VALUES = 100_000
+
+
 def _convert(
-    node: yaml.Node, path: Path_, doc: Document, env: Mapping[str, str], seen: set[int]
+    node: yaml.Node, path: Path_, doc: Document, env: Mapping[str, str], budget: list[int]
 ) -> Any:
     line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-        # An alias makes PyYAML hand back the same node again; expanding it every time is
-        # how a few hundred bytes ("billion laughs") become gigabytes. A configuration has
-        # no need to repeat whole mappings or lists, so that is refused.
-        if id(node) in seen:
-            # The node is the anchor's, so its mark is the anchor's line; the alias stands
-            # where the key (or the list holding it) is.
-            where = doc.line(path[:-1] if path and isinstance(path[-1], int) else path)
-            doc.problems.append((where, "an alias (*name) may not repeat a mapping or a list"))
-            return None
-        seen.add(id(node))
+    # An alias hands back the anchor's node again, and expanding aliases of aliases is how a
+    # few hundred bytes ("billion laughs") become gigabytes: count every value produced.
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge()
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = _convert(key_node, path, doc, env, seen)
+            key = _convert(key_node, path, doc, env, budget)
             key_line = key_node.start_mark.line + 1
             if not isinstance(key, str):
                 doc.problems.append((key_line, f"keys must be strings, not {key!r}"))
@@ -92,13 +96,13 @@ def _convert(
                 doc.problems.append((key_line, f"duplicate key {key!r}"))
                 continue
             doc.lines[(*path, key)] = key_line
-            result[key] = _convert(value_node, (*path, key), doc, env, seen)
+            result[key] = _convert(value_node, (*path, key), doc, env, budget)
         return result
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, item in enumerate(node.value):
             doc.lines[(*path, index)] = item.start_mark.line + 1
-            items.append(_convert(item, (*path, index), doc, env, seen))
+            items.append(_convert(item, (*path, index), doc, env, budget))
         return items
     try:
         value = _SCALAR_LOADER.construct_object(node, deep=True)
