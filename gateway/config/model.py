@@ -1,0 +1,167 @@
+"""The configuration's shape: frozen dataclasses, built once per load and never changed.
+
+Defaults are the secure choice: routes require authentication, the ``Authorization`` header is
+not forwarded, cookies are ``SameSite=Strict`` on ``/auth``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+AuthMode = Literal["required", "optional", "public"]
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; ``problems`` lists every ``PATH:LINE: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class AdminListener:
+    host: str = "127.0.0.1"
+    port: int = 9090
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    public_url: str = "http://localhost:8080"
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    max_body: int = 10 * 1024**2
+    admin: AdminListener = AdminListener()
+    allow_path_params: bool = False
+
+    @property
+    def public_origin(self) -> str:
+        """``scheme://host[:port]`` of ``public_url``, as browsers send it in ``Origin``."""
+        return origin_of(self.public_url)
+
+    @property
+    def secure(self) -> bool:
+        return self.public_url.startswith("https://")
+
+
+@dataclass(frozen=True)
+class CookieConfig:
+    name: str = "gw_refresh"
+    path: str = "/auth"
+    same_site: Literal["strict", "lax"] = "strict"
+
+
+@dataclass(frozen=True)
+class AccessCookieConfig:
+    name: str = "gw_access"
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    issuer: str = "http://localhost:8080"
+    audience: str = "api"
+    algorithm: str = "EdDSA"
+    keys: Path = Path("keys")
+    access_ttl: float = 900.0
+    refresh_ttl: float = 7 * 86400.0
+    refresh_idle_ttl: float = 86400.0
+    refresh_reuse_grace: float = 10.0
+    leeway: float = 30.0
+    cookie: CookieConfig = CookieConfig()
+    access_cookie: AccessCookieConfig | None = None
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    issuer: str
+    audience: str
+    algorithms: frozenset[str]
+    jwks_uri: str | None = None
+    jwks_file: Path | None = None
+    max_lifetime: float = 86400.0
+    typ: str | None = None
+
+
+@dataclass(frozen=True)
+class UsersConfig:
+    file: Path | None = Path("users.yaml")
+    max_failures: int = 5
+    lockout: float = 900.0
+    verify_url: str | None = None
+
+
+@dataclass(frozen=True)
+class CorsConfig:
+    allow_origins: frozenset[str] = frozenset()
+    allow_credentials: bool = False
+    allow_methods: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    allow_headers: tuple[str, ...] = ("authorization", "content-type", "x-request-id")
+    expose_headers: tuple[str, ...] = ("x-request-id",)
+    max_age: int = 600
+
+
+@dataclass(frozen=True)
+class HeaderRules:
+    """Changes applied to the request sent upstream (names lower-case)."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    remove: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    count: int
+    window: float
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    path: str
+    upstreams: tuple[str, ...]
+    methods: frozenset[str] | None = None
+    strip_prefix: str | None = None
+    auth: AuthMode = "required"
+    scopes: tuple[str, ...] = ()
+    claims: tuple[tuple[str, Any], ...] = ()
+    timeout: float = 30.0
+    max_body: int = 10 * 1024**2
+    forward_authorization: bool = False
+    rate_limit: RateLimit | None = None
+    headers: HeaderRules = HeaderRules()
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    server: ServerConfig = ServerConfig()
+    tokens: TokensConfig = TokensConfig()
+    trusted_issuers: tuple[TrustedIssuer, ...] = ()
+    store: str = "sqlite:///./data/gateway.db"
+    users: UsersConfig = UsersConfig()
+    identity_headers: tuple[tuple[str, str], ...] = (
+        ("x-auth-subject", "sub"),
+        ("x-auth-scopes", "scope"),
+    )
+    cors: CorsConfig | None = None
+    routes: tuple[Route, ...] = field(default_factory=tuple)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+
+def origin_of(url: str) -> str:
+    """The ``Origin`` a browser sends for pages under ``url``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+    return f"{parts.scheme}://{host}{port}"
