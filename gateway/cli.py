@@ -67,36 +67,25 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from gateway.auth.commands import CommandError, read_password, users_add
+    from gateway.auth.commands import read_password, users_add
 
     config = _load(args)
-    try:
-        password = read_password(from_stdin=args.password_stdin)
-        print(users_add(config, args.name, scopes=args.scopes, password=password))
-    except CommandError as exc:
-        raise UsageError(str(exc)) from None
+    password = read_password(from_stdin=args.password_stdin)
+    print(users_add(config, args.name, scopes=args.scopes, password=password))
     return 0
 
 
 def cmd_token_mint(args: argparse.Namespace) -> int:
-    from gateway.auth.commands import CommandError, mint_token
+    from gateway.auth.commands import mint_token
 
-    config = _load(args)
-    try:
-        print(mint_token(config, args.sub, scopes=args.scopes, ttl=args.ttl))
-    except CommandError as exc:
-        raise UsageError(str(exc)) from None
+    print(mint_token(_load(args), args.sub, scopes=args.scopes, ttl=args.ttl))
     return 0
 
 
 def cmd_sessions_revoke(args: argparse.Namespace) -> int:
-    from gateway.auth.commands import CommandError, revoke_sessions
+    from gateway.auth.commands import revoke_sessions
 
-    config = _load(args)
-    try:
-        print(revoke_sessions(config, args.sub))
-    except CommandError as exc:
-        raise UsageError(str(exc)) from None
+    print(revoke_sessions(_load(args), args.sub))
     return 0
 
 
@@ -199,6 +188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # The token-service commands' own one-line errors; imported late so that `check`
+        # and `serve` do not load argon2 and the stores just to report a problem.
+        from gateway.auth.commands import CommandError
+
+        if not isinstance(exc, CommandError):
+            raise
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
     return code
 
 
