@@ -202,3 +202,28 @@ def test_no_header_is_added_that_the_client_did_not_send(stack: Stack) -> None:
     names = {k for k, _ in seen["headers"]}
     assert not names & {"accept", "accept-encoding", "user-agent", "content-type"}
     assert seen["body_length"] == 2
+
+
+def test_head_gets_the_headers_and_no_body(stack: Stack) -> None:
+    response = httpx.head(f"{stack.url}/public/x")
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) > 0
+    assert response.content == b""
+
+
+def test_expect_100_continue_gets_its_interim_answer_then_the_upstreams(stack: Stack) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", stack.gateway.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        interim = sock.recv(1024)
+        assert interim.startswith(b"HTTP/1.1 100")
+        sock.sendall(b"hello")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b'"body_length": 5' in answer
