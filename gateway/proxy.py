@@ -25,7 +25,6 @@ from gateway.config import Route
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
 
 CONNECT_TIMEOUT = 5.0
-_CHUNK = 64 * 1024
 
 
 class UpstreamError(Exception):

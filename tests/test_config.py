@@ -179,6 +179,12 @@ def test_anchors_and_aliases_for_shared_settings_are_fine() -> None:
     assert config.routes[1].methods == frozenset({"GET", "HEAD"})
 
 
+def test_a_password_in_a_url_never_appears_in_a_problem() -> None:
+    found = problems("users:\n  verify_url: http://svc:s3cret-pw@accounts:99999/verify\n" + MINIMAL)
+    assert any("invalid port" in p for p in found)
+    assert not any("s3cret-pw" in p for p in found)
+
+
 def test_every_problem_is_reported_not_just_the_first() -> None:
     found = problems(
         "store: nope://x\ntokens:\n  leeway: never\nroutes:\n  - name: a\n    path: /auth\n"

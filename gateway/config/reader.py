@@ -104,14 +104,16 @@ class Reader:
     def http_url(value: Any) -> str:
         url = str(value)
         parts = urlsplit(url)
+        # A URL may carry a password (user:secret@host): never echo that part in an error.
+        shown = repr(url.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1))
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http(s) URL")
+            raise ValueError(f"{shown} is not an http(s) URL")
         if parts.query or parts.fragment:
-            raise ValueError(f"{url!r} must not have a query or fragment")
+            raise ValueError(f"{shown} must not have a query or fragment")
         try:
             parts.port  # noqa: B018 - urllib checks the port only when it is read
         except ValueError:
-            raise ValueError(f"{url!r} has an invalid port") from None
+            raise ValueError(f"{shown} has an invalid port") from None
         return url
 
     @staticmethod
