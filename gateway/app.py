@@ -33,10 +33,10 @@ from gateway.balancer import Balancer
 from gateway.config import Config, ConfigError, TrustedIssuer, load_config
 from gateway.handler import FrontDoor
 from gateway.observability import RELOADS, AccessLog, publish_snapshot
-from gateway.proxy import make_session
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
 from gateway.runtime import Runtime, build_runtime
 from gateway.store import RefreshStore, StoreUnavailable, open_store
+from gateway.upstream import UpstreamPool
 from gateway.watch import Fingerprint, fingerprint
 
 log = logging.getLogger("gateway")
@@ -153,7 +153,7 @@ class GatewayApp:
             config,
             keyring=self.keyring,
             jwks=self.jwks,
-            session=make_session(),
+            pool=UpstreamPool(),
             revoked=self.revoked,
         )
         if self._fingerprint is None:
@@ -235,7 +235,7 @@ class GatewayApp:
             jwks = await asyncio.to_thread(self._prepare_jwks, config)
             old = self.runtime()
             runtime = build_runtime(
-                config, keyring=keyring, jwks=jwks, session=old.session, revoked=self.revoked
+                config, keyring=keyring, jwks=jwks, pool=old.pool, revoked=self.revoked
             )
             for hook in self.reload_hooks:
                 hook(config, keyring)
@@ -291,7 +291,7 @@ class GatewayApp:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._runtime is not None:
-            await self._runtime.session.close()
+            self._runtime.pool.close()
         if self.http is not None:
             await self.http.aclose()
         if self.store is not None:

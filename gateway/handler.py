@@ -30,6 +30,7 @@ from gateway.http_errors import send_error
 from gateway.observability import UPSTREAM_FAILURES, AccessLog, AccessRecord
 from gateway.paths import PathError, normalise_path
 from gateway.proxy import (
+    IDEMPOTENT,
     BodyTooLarge,
     ClientGone,
     Exchange,
@@ -44,7 +45,6 @@ from gateway.runtime import Runtime
 log = logging.getLogger("gateway")
 
 MAX_HEADER_BYTES = 32 * 1024
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_LOGGED_PATH = 2048
 
@@ -322,7 +322,9 @@ class FrontDoor:
             claims=claims,
         )
         query: bytes = scope.get("query_string", b"")
-        suffix = match.upstream_path + ("?" + query.decode("latin-1") if query else "")
+        target_path = match.upstream_path.encode("ascii")
+        if query:
+            target_path += b"?" + query
         echo = (b"x-request-id", request_id)
         strip_cors = origin is not None and cors.allows(origin)
 
@@ -339,12 +341,14 @@ class FrontDoor:
         for attempt, target in enumerate(targets):
             try:
                 await forward(
-                    rt.session,
+                    rt.pool,
                     method=method,
-                    url=target + suffix,
+                    target=rt.targets[target],
+                    path=target_path,
                     headers=upstream_headers,
                     body=body,
-                    timeout=rt.timeouts[route.name],
+                    chunked=has_body and content_length is None,
+                    timeout=route.timeout,
                     send=send,
                     response_headers=response_headers,
                     exchange=exchange,

@@ -1,9 +1,9 @@
 """Forwarding one request to its upstream and streaming the answer back, over pure ASGI.
 
-The data path uses aiohttp's client: measured on this machine it carries 5-10x the load of
-httpx at 50 connections (httpcore walks its pool with a poll per request). One session per
-worker holds the keep-alive pool. Bodies are never held whole: the request body is an async
-generator over ASGI ``receive``, the response is relayed chunk by chunk as it arrives.
+The data path uses the purpose-built client in ``gateway.upstream`` (why: its docstring and
+the README's dependency table). One pool per worker holds the keep-alive connections. Bodies
+are never held whole: the request body is an async generator over ASGI ``receive``, written
+upstream as it comes; the answer is relayed chunk by chunk as it arrives.
 
 Upstream failures are translated here, at one boundary, into ``UpstreamError`` subclasses that
 carry the gateway's answer: unreachable is 502, no answer within the route's timeout is 504.
@@ -11,20 +11,16 @@ carry the gateway's answer: unreachable is 502, no answer within the route's tim
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
-import aiohttp
-from multidict import CIMultiDict
 from starlette.types import Receive, Send
-from yarl import URL
 
-from gateway.config import Route
+from gateway.upstream import Connection, Target, UpstreamBroken, UpstreamPool, request_head
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
-
-CONNECT_TIMEOUT = 5.0
 
 
 class UpstreamError(Exception):
@@ -74,45 +70,7 @@ class Exchange:
     response_started: bool = False
 
 
-# aiohttp adds Accept, Accept-Encoding, User-Agent and Content-Type when a request lacks them;
-# a transparent proxy must not (an added Accept-Encoding would get a client gzip it never
-# asked for). Skipping them through ``skip_auto_headers`` rebuilds a dict on every request, so
-# the request class skips them itself.
-_NO_AUTO_HEADERS: CIMultiDict[None] = CIMultiDict(
-    (name, None) for name in ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
-)
-
-
-class _TransparentRequest(aiohttp.ClientRequest):
-    """An upstream request carrying exactly the headers the gateway chose."""
-
-    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
-        self._skip_auto_headers = _NO_AUTO_HEADERS
-
-
-def make_session() -> aiohttp.ClientSession:
-    """The worker's upstream client: keep-alive pool, no cookie jar, bytes passed untouched."""
-    connector = aiohttp.TCPConnector(
-        limit=0,
-        limit_per_host=0,
-        keepalive_timeout=30,
-        ttl_dns_cache=60,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        # A shared jar would replay one user's upstream cookies to the next user.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        request_class=_TransparentRequest,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
-    )
-
-
-def route_timeout(route: Route) -> aiohttp.ClientTimeout:
-    """Connect within 5 s, then no more than ``route.timeout`` between bytes of the answer."""
-    return aiohttp.ClientTimeout(
-        total=None, connect=None, sock_connect=CONNECT_TIMEOUT, sock_read=route.timeout
-    )
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
 async def request_body(receive: Receive, limit: int, exchange: Exchange) -> AsyncIterator[bytes]:
@@ -133,65 +91,101 @@ async def request_body(receive: Receive, limit: int, exchange: Exchange) -> Asyn
 
 
 async def forward(
-    session: aiohttp.ClientSession,
+    pool: UpstreamPool,
     *,
     method: str,
-    url: str,
+    target: Target,
+    path: bytes,
     headers: list[tuple[bytes, bytes]],
     body: AsyncIterator[bytes] | None,
-    timeout: aiohttp.ClientTimeout,
+    chunked: bool,
+    timeout: float,
     send: Send,
     response_headers: ResponseHeaderFilter,
     exchange: Exchange,
 ) -> None:
-    """Send the request upstream and relay the answer to ``send`` as it streams in."""
+    """Send the request upstream and relay the answer to ``send`` as it streams in.
+
+    ``path`` is the normalised path and query; ``chunked`` says the body has no declared
+    length and goes upstream chunk-encoded. ``timeout`` bounds each wait for the answer."""
     started = time.perf_counter()
     exchange.attempted = True
+    head = request_head(method, target, path, headers, chunked=chunked)
+    conn: Connection | None = None
+    upload: asyncio.Future[None] | None = None
     try:
-        async with session.request(
-            method,
-            URL(url, encoded=True),
-            headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers],
-            data=body,
-            allow_redirects=False,
-            timeout=timeout,
-            compress=None,
-        ) as response:
-            exchange.upstream_status = response.status
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": response_headers(response.raw_headers),
-                }
-            )
-            exchange.response_started = True
-            content = response.content
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    await send({"type": "http.response.body", "body": b""})
-                    break
-                exchange.bytes_out += len(chunk)
-                # A small answer usually arrives whole: end it with its only chunk.
-                last = content.is_eof()
-                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-                if last:
-                    break
+        while True:
+            conn, reused = await _connect(pool, target)
+            conn.send_head(head, head_only=method == "HEAD")
+            if body is not None:
+                upload = asyncio.ensure_future(_upload(conn, body, chunked))
+            try:
+                await conn.read_head(timeout)
+            except UpstreamBroken as exc:
+                if reused and not exc.answered and body is None and method in IDEMPOTENT:
+                    # The upstream closed this idle connection as the request went out (the
+                    # keep-alive race): nothing reached it, so send it again on a new one.
+                    conn.close()
+                    continue
+                raise
+            break
+        exchange.upstream_status = conn.status
+        assert conn.headers is not None
+        await send(
+            {
+                "type": "http.response.start",
+                "status": conn.status,
+                "headers": response_headers(conn.headers),
+            }
+        )
+        exchange.response_started = True
+        while True:
+            chunk = await conn.read(timeout)
+            if not chunk:
+                await send({"type": "http.response.body", "body": b""})
+                break
+            exchange.bytes_out += len(chunk)
+            # A small answer usually arrives whole: end it with its only chunk.
+            last = conn.drained
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            if last:
+                break
+        if upload is None or upload.done():
+            conn.release()  # kept only if the exchange ended cleanly
+            conn = None
     except (BodyTooLarge, ClientGone):
         raise
-    except aiohttp.ConnectionTimeoutError as exc:
+    except TimeoutError as exc:
+        raise UpstreamTimeout("the upstream did not answer in time", connect=False) from exc
+    except UpstreamBroken as exc:
+        raise UpstreamUnreachable("the upstream connection failed", connect=False) from exc
+    finally:
+        if upload is not None and not upload.done():
+            upload.cancel()
+        if conn is not None:
+            conn.close()
+        exchange.upstream_seconds += time.perf_counter() - started
+
+
+async def _connect(pool: UpstreamPool, target: Target) -> tuple[Connection, bool]:
+    try:
+        return await pool.connect(target)
+    except TimeoutError as exc:
         raise UpstreamTimeout(
             "the upstream did not accept a connection in time", connect=True
         ) from exc
-    except TimeoutError as exc:
-        raise UpstreamTimeout("the upstream did not answer in time", connect=False) from exc
-    except aiohttp.ClientConnectorError as exc:
+    except OSError as exc:
         raise UpstreamUnreachable("the upstream could not be reached", connect=True) from exc
-    except aiohttp.ClientError as exc:
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, BodyTooLarge | ClientGone):
-            raise cause from None
-        raise UpstreamUnreachable("the upstream connection failed", connect=False) from exc
-    finally:
-        exchange.upstream_seconds += time.perf_counter() - started
+
+
+async def _upload(conn: Connection, body: AsyncIterator[bytes], chunked: bool) -> None:
+    """Stream the client's body upstream while the answer is read; failures go to the reader."""
+    try:
+        async for chunk in body:
+            await conn.write(chunk, chunked=chunked)
+        if chunked:
+            await conn.write(b"0\r\n\r\n", chunked=False)
+    except UpstreamBroken:
+        pass  # the reader meets the same failure
+    except Exception as exc:  # BodyTooLarge, ClientGone: the reader raises them
+        conn.fail(exc)

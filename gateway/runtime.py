@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
-import aiohttp
-
 from gateway.access import RouteAccess
 from gateway.auth.csrf import OriginCheck
 from gateway.auth.jwks import JwksSource
@@ -19,8 +17,8 @@ from gateway.auth.verifier import IssuerPolicy, Verifier
 from gateway.config import Config
 from gateway.cors import CorsPolicy
 from gateway.headers import HeaderPolicy
-from gateway.proxy import route_timeout
 from gateway.routing import RouteTable
+from gateway.upstream import Target, UpstreamPool
 
 
 @dataclass(frozen=True)
@@ -31,9 +29,9 @@ class Runtime:
     table: RouteTable
     policy: HeaderPolicy
     access: Mapping[str, RouteAccess]
-    timeouts: Mapping[str, aiohttp.ClientTimeout]
+    targets: Mapping[str, Target]
     verifier: Verifier
-    session: aiohttp.ClientSession
+    pool: UpstreamPool
     access_cookie: str | None
     cors: CorsPolicy
     origin_check: OriginCheck
@@ -77,7 +75,7 @@ def build_runtime(
     *,
     keyring: KeyRing,
     jwks: Mapping[str, JwksSource],
-    session: aiohttp.ClientSession,
+    pool: UpstreamPool,
     revoked: Container[str] | None = None,
 ) -> Runtime:
     """Compile ``config`` into the objects the request path looks things up in."""
@@ -87,9 +85,9 @@ def build_runtime(
         table=RouteTable(routes),
         policy=HeaderPolicy(config),
         access={r.name: RouteAccess.compile(r) for r in routes},
-        timeouts={r.name: route_timeout(r) for r in routes},
+        targets={url: Target.parse(url) for r in routes for url in r.upstreams},
         verifier=build_verifier(config, keyring, jwks, revoked),
-        session=session,
+        pool=pool,
         access_cookie=config.tokens.access_cookie.name if config.tokens.access_cookie else None,
         cors=CorsPolicy(config.cors),
         origin_check=OriginCheck(

@@ -1,0 +1,365 @@
+"""The data path's HTTP/1.1 client (gateway/upstream.py) against scripted upstreams on real sockets.
+
+Each upstream here is a real TCP server on 127.0.0.1 that answers with exact bytes, so the
+cases a well-behaved framework never produces (no length, interim answers, a close racing a
+request, garbage) can be provoked. The gateway-level tests cover the ordinary exchanges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from gateway.proxy import (
+    BodyTooLarge,
+    Exchange,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    forward,
+)
+from gateway.upstream import MAX_RESPONSE_HEAD, READ_HIGH_WATER, Target, UpstreamPool
+
+Action = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+def reply(data: bytes, *, close: bool = False) -> Action:
+    """Read the request's body, answer ``data``, then close the connection if asked."""
+
+    async def act(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        await _read_body(reader, head)
+        writer.write(data)
+        await writer.drain()
+        if close:
+            writer.close()
+        return not close
+
+    return act
+
+
+async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+    """Close without a word, as a server does when its keep-alive timer fires."""
+    writer.close()
+    return False
+
+
+async def _read_body(reader: asyncio.StreamReader, head: bytes) -> bytes:
+    lower = head.lower()
+    if b"content-length:" in lower:
+        length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+        return await reader.readexactly(length)
+    if b"transfer-encoding: chunked" in lower:
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                return body
+            body += chunk[:-2]
+    return b""
+
+
+class Scripted:
+    """A TCP upstream answering each request with the next action of its script."""
+
+    def __init__(self, *actions: Action) -> None:
+        self.actions = list(actions)
+        self.requests: list[bytes] = []
+        self.bodies: list[bytes] = []
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> Scripted:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while self.actions:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                self.requests.append(head)
+                if not await self.actions.pop(0)(reader, writer, head):
+                    break
+        except ConnectionError:
+            pass  # the gateway closed a connection it gave up on
+        finally:
+            writer.close()
+
+
+class Relay:
+    """What the ASGI server would have been sent."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = b""
+        self.ended = False
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = message["headers"]
+        else:
+            self.body += message.get("body", b"")
+            self.ended = not message.get("more_body", False)
+
+
+async def exchange(
+    pool: UpstreamPool,
+    url: str,
+    *,
+    method: str = "GET",
+    path: bytes = b"/",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    body: AsyncIterator[bytes] | None = None,
+    chunked: bool = False,
+    timeout: float = 5.0,
+) -> Relay:
+    relay = Relay()
+    await forward(
+        pool,
+        method=method,
+        target=Target.parse(url),
+        path=path,
+        headers=headers or [],
+        body=body,
+        chunked=chunked,
+        timeout=timeout,
+        send=relay,
+        response_headers=list,
+        exchange=Exchange(),
+    )
+    return relay
+
+
+async def parts(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        await asyncio.sleep(0)
+        yield chunk
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[UpstreamPool]:
+    pool = UpstreamPool()
+    yield pool
+    pool.close()
+
+
+async def test_a_kept_alive_connection_carries_the_next_request(pool: UpstreamPool) -> None:
+    async with Scripted(reply(OK), reply(OK), reply(OK)) as upstream:
+        for _ in range(3):
+            assert (await exchange(pool, upstream.url)).body == b"ok"
+    assert upstream.connections == 1
+
+
+async def test_the_request_line_carries_the_targets_base_path_and_host(pool: UpstreamPool) -> None:
+    async with Scripted(reply(OK)) as upstream:
+        await exchange(pool, upstream.url + "/base", path=b"/orders?x=1")
+    port = upstream.url.rsplit(":", 1)[1]
+    assert upstream.requests[0].startswith(
+        b"GET /base/orders?x=1 HTTP/1.1\r\nhost: 127.0.0.1:" + port.encode() + b"\r\n"
+    )
+
+
+async def test_credentials_in_the_upstream_url_become_basic_authorization(
+    pool: UpstreamPool,
+) -> None:
+    async with Scripted(reply(OK)) as upstream:
+        url = upstream.url.replace("http://", "http://svc:p%40ss@")
+        await exchange(pool, url, headers=[(b"authorization", b"Bearer client")])
+    expected = b"authorization: Basic " + base64.b64encode(b"svc:p@ss") + b"\r\n"
+    assert expected in upstream.requests[0]
+    assert b"Bearer client" not in upstream.requests[0]
+
+
+async def test_a_get_that_meets_a_keep_alive_close_is_sent_again_on_a_new_connection(
+    pool: UpstreamPool,
+) -> None:
+    async with Scripted(reply(OK), hang_up, reply(OK)) as upstream:
+        await exchange(pool, upstream.url)
+        relay = await exchange(pool, upstream.url)
+    assert (relay.status, relay.body) == (200, b"ok")
+    assert upstream.connections == 2
+
+
+async def test_a_post_that_meets_a_keep_alive_close_is_not_sent_again(pool: UpstreamPool) -> None:
+    async with Scripted(reply(OK), hang_up, reply(OK)) as upstream:
+        await exchange(pool, upstream.url)
+        with pytest.raises(UpstreamUnreachable):
+            await exchange(pool, upstream.url, method="POST")
+    assert len(upstream.requests) == 2
+
+
+async def test_an_answer_without_a_length_ends_when_the_upstream_closes(pool: UpstreamPool) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"x" * 100_000
+    async with Scripted(reply(answer, close=True), reply(OK)) as upstream:
+        relay = await exchange(pool, upstream.url)
+        assert (relay.body, relay.ended) == (b"x" * 100_000, True)
+        assert (await exchange(pool, upstream.url)).body == b"ok"
+    assert upstream.connections == 2
+
+
+async def test_an_answer_to_head_has_no_body_and_the_connection_stays_usable(
+    pool: UpstreamPool,
+) -> None:
+    head_answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n"
+    async with Scripted(reply(head_answer), reply(OK)) as upstream:
+        relay = await exchange(pool, upstream.url, method="HEAD")
+        assert (relay.status, relay.body, relay.ended) == (200, b"", True)
+        assert (b"content-length", b"5000") in relay.headers
+        assert (await exchange(pool, upstream.url)).body == b"ok"
+    assert upstream.connections == 1
+
+
+async def test_interim_answers_are_skipped(pool: UpstreamPool) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n"
+    async with Scripted(reply(interim + OK)) as upstream:
+        relay = await exchange(pool, upstream.url)
+    assert (relay.status, relay.body, relay.headers) == (200, b"ok", [(b"content-length", b"2")])
+
+
+async def test_a_chunked_answer_is_relayed_decoded(pool: UpstreamPool) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    async with Scripted(reply(answer), reply(OK)) as upstream:
+        assert (await exchange(pool, upstream.url)).body == b"abcde"
+        assert (await exchange(pool, upstream.url)).body == b"ok"
+    assert upstream.connections == 1
+
+
+async def test_an_answer_that_is_not_http_is_a_bad_gateway(pool: UpstreamPool) -> None:
+    async with Scripted(reply(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")) as upstream:
+        with pytest.raises(UpstreamUnreachable, match="connection failed"):
+            await exchange(pool, upstream.url)
+
+
+async def test_a_response_head_past_the_limit_is_a_bad_gateway(pool: UpstreamPool) -> None:
+    huge = b"HTTP/1.1 200 OK\r\n" + b"x-filler: " + b"a" * MAX_RESPONSE_HEAD + b"\r\n\r\n"
+    async with Scripted(reply(huge)) as upstream:
+        with pytest.raises(UpstreamUnreachable):
+            await exchange(pool, upstream.url)
+
+
+async def test_a_body_without_a_declared_length_goes_upstream_chunk_encoded(
+    pool: UpstreamPool,
+) -> None:
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        seen.append(await _read_body(reader, head))
+        writer.write(OK)
+        return True
+
+    async with Scripted(record) as upstream:
+        await exchange(
+            pool, upstream.url, method="POST", body=parts(b"hello ", b"world"), chunked=True
+        )
+    assert b"transfer-encoding: chunked\r\n" in upstream.requests[0]
+    assert seen == [b"hello world"]
+
+
+async def test_an_early_answer_is_relayed_and_its_connection_not_reused(
+    pool: UpstreamPool,
+) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+        await asyncio.sleep(0.2)  # the body is never read
+        return False
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            await asyncio.sleep(0.01)
+            yield b"x" * 1024
+
+    async with Scripted(refuse, reply(OK)) as upstream:
+        relay = await exchange(pool, upstream.url, method="POST", body=endless(), chunked=True)
+        assert relay.status == 413
+        assert (await exchange(pool, upstream.url)).body == b"ok"
+    assert upstream.connections == 2
+
+
+async def test_a_body_error_while_uploading_reaches_the_caller(pool: UpstreamPool) -> None:
+    async def too_large() -> AsyncIterator[bytes]:
+        yield b"x"
+        raise BodyTooLarge()
+
+    async def wait(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        await asyncio.sleep(1)
+        return False
+
+    async with Scripted(wait) as upstream:
+        with pytest.raises(BodyTooLarge):
+            await exchange(pool, upstream.url, method="POST", body=too_large(), chunked=True)
+
+
+async def test_no_answer_within_the_timeout_is_a_gateway_timeout(pool: UpstreamPool) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        await asyncio.sleep(1)
+        return False
+
+    async with Scripted(silent) as upstream:
+        with pytest.raises(UpstreamTimeout):
+            await exchange(pool, upstream.url, timeout=0.2)
+
+
+async def test_a_refused_connection_is_unreachable_and_retryable(pool: UpstreamPool) -> None:
+    async with Scripted() as upstream:
+        url = upstream.url
+    with pytest.raises(UpstreamUnreachable) as caught:
+        await exchange(pool, url)
+    assert caught.value.connect
+
+
+async def test_a_slow_reader_pauses_the_upstream(pool: UpstreamPool) -> None:
+    size = 8 * 1024 * 1024
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size + b"z" * size
+    async with Scripted(reply(answer)) as upstream:
+        conn, _ = await pool.connect(Target.parse(upstream.url))
+        conn.send_head(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", head_only=False)
+        await conn.read_head(5.0)
+        await asyncio.sleep(0.3)  # nothing read meanwhile
+        assert conn.buffered <= READ_HIGH_WATER + 256 * 1024
+        received = 0
+        while chunk := await conn.read(5.0):
+            received += len(chunk)
+        assert received == size
+        conn.close()
+
+
+async def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
+    pool = UpstreamPool(idle_timeout=0.1)
+    try:
+        async with Scripted(reply(OK), reply(OK)) as upstream:
+            await exchange(pool, upstream.url)
+            await asyncio.sleep(0.2)
+            await exchange(pool, upstream.url)
+        assert upstream.connections == 2
+    finally:
+        pool.close()
+
+
+async def test_a_connection_that_speaks_while_idle_is_not_reused(pool: UpstreamPool) -> None:
+    async def chatty(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        writer.write(OK + b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        return True
+
+    async with Scripted(chatty, reply(OK)) as upstream:
+        await exchange(pool, upstream.url)
+        await asyncio.sleep(0.1)
+        assert (await exchange(pool, upstream.url)).body == b"ok"
+    assert upstream.connections == 2
