@@ -6,12 +6,11 @@ Every refusal is a ``Denial``; ``denial_for`` is the one place a failure becomes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.auth.errors import TokenError
-from gateway.auth.verifier import scopes_of
+from gateway.auth.token_cache import CachedToken
 from gateway.config import Route
 
 REALM = b'Bearer realm="gateway"'
@@ -86,11 +85,11 @@ class RouteAccess:
             ),
         )
 
-    def check(self, claims: Mapping[str, Any]) -> Denial | None:
-        """``None`` when verified ``claims`` satisfy the route, else the 403 to send."""
-        if self.scopes and not self.scopes <= scopes_of(claims):
+    def check(self, token: CachedToken) -> Denial | None:
+        """``None`` when a verified token satisfies the route, else the 403 to send."""
+        if self.scopes and not self.scopes <= token.scopes:
             return self.insufficient_scope
         for name, expected in self.claims:
-            if claims.get(name) != expected:
+            if token.claims.get(name) != expected:
                 return self.forbidden
         return None

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -241,7 +241,7 @@ class FrontDoor:
             return
         route = match.route
         record.route = route.name
-        claims: Mapping[str, Any] | None = None
+        identity: tuple[tuple[bytes, bytes], ...] = ()
         if route.auth != "public":
             try:
                 token = extract_token(headers, scope.get("query_string", b""), rt.access_cookie)
@@ -271,12 +271,13 @@ class FrontDoor:
                 denial = Denial(403, "forbidden", refusal, "cross_site")
             else:
                 try:
-                    claims = await rt.verifier.verify(token)
+                    admitted = await rt.verifier.admit(token)
                 except TokenError as exc:
                     denial = invalid_token(exc)
                 else:
-                    record.sub = str(claims.get("sub", "")) or None
-                    denial = rt.access[route.name].check(claims)
+                    record.sub = admitted.sub
+                    identity = admitted.identity
+                    denial = rt.access[route.name].check(admitted)
             if denial is not None:
                 record.auth_failure = denial.reason
                 await self._error(
@@ -319,7 +320,7 @@ class FrontDoor:
             peer=peer_of(scope),
             scheme=scope.get("scheme", "http"),
             request_id=request_id,
-            claims=claims,
+            identity=identity,
         )
         query: bytes = scope.get("query_string", b"")
         target_path = match.upstream_path.encode("ascii")

@@ -19,9 +19,7 @@ Security reasoning, once:
 from __future__ import annotations
 
 import ipaddress
-import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from gateway.config import Config, IpNetwork, Route
 
@@ -41,6 +39,7 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+_CONNECTION_ONLY = frozenset({b"keep-alive", b"close"})
 _REROUTING = frozenset(
     {
         b"x-original-url",
@@ -114,13 +113,13 @@ class HeaderPolicy:
         peer: str | None,
         scheme: str,
         request_id: bytes,
-        claims: Mapping[str, Any] | None,
+        identity: Iterable[tuple[bytes, bytes]],
     ) -> RawHeaders:
         """The headers to send upstream, built in one pass over the client's."""
         trusted = self.is_trusted(peer)
         drop = self._always_drop
         remove = self._remove[route.name]
-        connection_named: set[bytes] = set()
+        connection_named: set[bytes] | None = None
         out: RawHeaders = []
         forwarded_for: list[bytes] = []
         proto: bytes | None = None
@@ -128,9 +127,7 @@ class HeaderPolicy:
         forwarded_host: bytes | None = None
         for name, value in headers:
             if name == b"connection":
-                connection_named.update(
-                    part.strip().lower() for part in value.split(b",") if part.strip()
-                )
+                connection_named = _connection_options(value, connection_named)
                 continue
             if name in drop:
                 if name == b"host":
@@ -169,18 +166,8 @@ class HeaderPolicy:
         out.append((b"via", b"1.1 gateway"))
         out.append((b"x-request-id", request_id))
         out.extend(self._set[route.name])
-        if claims is not None:
-            out.extend(self.identity_headers(claims))
-        return out
-
-    def identity_headers(self, claims: Mapping[str, Any]) -> RawHeaders:
-        """Identity headers rendered from verified claims (the verifier refused control chars)."""
-        out: RawHeaders = []
-        for name, claim in self.identity:
-            value = claims.get(claim)
-            if value is None:
-                continue
-            out.append((name, render_claim(value).encode("utf-8")))
+        # Rendered once per verified token (the verifier refused control characters).
+        out.extend(identity)
         return out
 
     def _without_gateway_cookies(self, value: bytes) -> bytes:
@@ -196,13 +183,13 @@ class HeaderPolicy:
     def downstream_response(self, headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
         """The upstream's response headers as the client receives them."""
         out: RawHeaders = []
-        connection_named: set[bytes] = set()
+        connection_named: set[bytes] | None = None
         cookies = self._gateway_cookies
         for raw_name, value in headers:
             name = raw_name.lower()
             if name in HOP_BY_HOP:
                 if name == b"connection":
-                    connection_named.update(p.strip().lower() for p in value.split(b","))
+                    connection_named = _connection_options(value, connection_named)
                 continue
             if name == b"set-cookie" and _cookie_name(value) in cookies:
                 continue
@@ -214,22 +201,23 @@ class HeaderPolicy:
         return out
 
 
+def _connection_options(value: bytes, named: set[bytes] | None) -> set[bytes] | None:
+    """Add the header names a ``Connection`` value lists (RFC 9110 §7.6.1) to ``named``.
+
+    ``keep-alive`` and ``close``, by far the commonest values, name nothing that is not
+    already dropped, so they leave ``named`` as it is and the headers are not walked again."""
+    for part in value.split(b","):
+        option = part.strip().lower()
+        if option and option not in _CONNECTION_ONLY:
+            if named is None:
+                named = set()
+            named.add(option)
+    return named
+
+
 def _cookie_name(pair: bytes) -> bytes:
     """The name of ``name=value`` as browsers and our reader see it (RFC 6265 §5.2: trimmed)."""
     return pair.partition(b"=")[0].strip(b" \t")
-
-
-def render_claim(value: Any) -> str:
-    """A claim as a header value: lists joined by ", ", objects as compact JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list | tuple):
-        return ", ".join(render_claim(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _in_networks(

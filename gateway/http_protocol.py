@@ -1,16 +1,22 @@
-"""uvicorn's httptools protocol with a bound on the request head.
+"""uvicorn's httptools protocol: a bound on the request head, one write per small answer.
 
 httptools buffers a request line and headers for as long as they keep coming: a client that
 never finishes its headers can make a worker hold any amount of memory. This protocol counts the
 bytes of each request head as they arrive and, past ``MAX_HEAD_BYTES``, answers 431 and closes
 the connection before they pile up. (The front door's tighter 32 KiB check on complete headers
 still gives the ordinary 431.)
+
+uvicorn writes a response's head as soon as the application starts the response, then each body
+part: two ``send`` syscalls for an answer that is ready whole, which is most API answers. The
+response cycle here writes through ``HeadHolder``, which keeps the head until the first body
+part joins it, or until the end of the current event-loop step when no body part follows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -28,6 +34,49 @@ _REFUSAL = (
     b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
     b"connection: close\r\n\r\n" + _BODY
 )
+
+
+_JOIN_BELOW = 64 * 1024  # past this, a copy costs more than a vectored write
+
+
+class HeadHolder:
+    """The transport as a response cycle sees it: its first write waits for its second."""
+
+    __slots__ = ("_held", "_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._pending = True
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) < _JOIN_BELOW:
+                self._transport.write(held + data)
+            else:
+                self._transport.writelines((held, data))
+        elif self._pending:
+            self._pending = False
+            self._held = data
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -57,3 +106,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = cast(asyncio.Transport, HeadHolder(self.transport, self.loop))

@@ -65,7 +65,7 @@ def build_verifier(
     return Verifier(
         policies,
         leeway=tokens.leeway,
-        header_claims=tuple(claim for _, claim in config.identity_headers),
+        identity_headers=tuple((name.encode(), claim) for name, claim in config.identity_headers),
         revoked=revoked,
     )
 

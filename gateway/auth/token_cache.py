@@ -6,8 +6,9 @@ which for tokens of similar lifetimes is also expiry order) is dropped in one ba
 stays flat under any number of distinct tokens and eviction costs O(1) per insertion on average.
 Hits do not reorder entries: the hit path stays free of writes.
 
-Only what is needed to re-admit a token is stored: its ``exp``, its ``sid`` (revocation is checked
-on every hit by the verifier, a logged-out session's tokens must stop at once) and its claims.
+Stored per token: its ``exp``, its ``sid`` (revocation is checked on every hit by the verifier, a
+logged-out session's tokens must stop at once), its claims, and what every request would
+otherwise derive from them again: the scopes, the subject and the rendered identity headers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class CachedToken(NamedTuple):
     exp: float
     sid: str | None
     claims: Mapping[str, Any]
+    scopes: frozenset[str] = frozenset()
+    sub: str | None = None
+    identity: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class TokenCache:

@@ -115,6 +115,7 @@ class Verifier:
         leeway: float,
         clock: Callable[[], float] = time.time,
         header_claims: tuple[str, ...] = (),
+        identity_headers: tuple[tuple[bytes, str], ...] = (),
         cache_size: int = 10000,
         revoked: Container[str] | None = None,
     ) -> None:
@@ -124,12 +125,19 @@ class Verifier:
         self._policies = dict(policies)
         self._leeway = leeway
         self._clock = clock
-        self._header_claims = header_claims
+        self._identity_headers = identity_headers
+        self._header_claims = tuple(
+            dict.fromkeys((*header_claims, *(claim for _, claim in identity_headers)))
+        )
         self._revoked = revoked
         self.cache = TokenCache(cache_size)
 
     async def verify(self, token: str) -> Mapping[str, Any]:
         """The token's claims (read-only), or ``TokenError`` with the reason."""
+        return (await self.admit(token)).claims
+
+    async def admit(self, token: str) -> CachedToken:
+        """The verified token with its scopes, subject and identity headers, or ``TokenError``."""
         now = self._clock()
         entry = self.cache.get(token, now)
         if entry is None:
@@ -138,7 +146,7 @@ class Verifier:
                 self.cache.put(token, entry)
         if entry.sid is not None and self._revoked is not None and entry.sid in self._revoked:
             raise TokenError(Failure.REVOKED)
-        return entry.claims
+        return entry
 
     async def _verify(self, token: str, now: float) -> CachedToken:
         header, payload, signing_input, signature = _parse(token)
@@ -179,7 +187,20 @@ class Verifier:
         for name in self._header_claims:
             if _holds_control(payload.get(name)):
                 raise TokenError(Failure.BAD_HEADER_VALUE, name)
-        return CachedToken(exp, payload.get("sid"), MappingProxyType(payload))
+        sub = payload.get("sub")
+        identity = tuple(
+            (name, render_claim(payload[claim]).encode("utf-8"))
+            for name, claim in self._identity_headers
+            if payload.get(claim) is not None
+        )
+        return CachedToken(
+            exp,
+            payload.get("sid"),
+            MappingProxyType(payload),
+            scopes_of(payload),
+            str(sub) if sub is not None and sub != "" else None,
+            identity,
+        )
 
 
 def _parse(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
@@ -285,6 +306,19 @@ def _holds_control(value: Any, depth: int = 0) -> bool:
             _holds_control(key) or _holds_control(item, depth + 1) for key, item in value.items()
         )
     return False
+
+
+def render_claim(value: Any) -> str:
+    """A claim as a header value: lists joined by ", ", objects as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return ", ".join(render_claim(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:

@@ -511,3 +511,41 @@ async def test_claims_are_read_only(verifier: Verifier, forge: Forge) -> None:
 )
 def test_scopes_of(claims: dict[str, Any], scopes: set[str]) -> None:
     assert scopes_of(claims) == scopes
+
+
+def with_identity(source: JwksSource, clock: Clock, *headers: tuple[bytes, str]) -> Verifier:
+    return Verifier({IDP: idp_policy(source)}, leeway=30, clock=clock, identity_headers=headers)
+
+
+async def test_admit_renders_identity_headers_once_per_token(
+    idp_source: JwksSource, forge: Forge, clock: Clock
+) -> None:
+    verifier = with_identity(
+        idp_source,
+        clock,
+        (b"x-auth-subject", "sub"),
+        (b"x-auth-groups", "groups"),
+        (b"x-auth-profile", "profile"),
+        (b"x-auth-tenant", "tenant"),
+    )
+    token = forge.token(
+        groups=["ops", "dev"], profile={"b": 1, "a": True}, scope="orders:read", scp=["x"]
+    )
+    admitted = await verifier.admit(token)
+    assert admitted.identity == (
+        (b"x-auth-subject", b"alice"),
+        (b"x-auth-groups", b"ops, dev"),
+        (b"x-auth-profile", b'{"a":true,"b":1}'),
+    )
+    assert admitted.scopes == {"orders:read", "x"}
+    assert admitted.sub == "alice"
+    assert await verifier.admit(token) is admitted  # served from the cache, nothing rendered
+
+
+async def test_identity_claims_are_checked_for_control_characters(
+    idp_source: JwksSource, forge: Forge, clock: Clock
+) -> None:
+    verifier = with_identity(idp_source, clock, (b"x-auth-tenant", "tenant"))
+    assert await refused(verifier, forge.token(tenant="acme\r\nx-admin: 1")) == (
+        Failure.BAD_HEADER_VALUE
+    )
