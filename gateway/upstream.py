@@ -26,7 +26,7 @@ from functools import partial
 from typing import cast
 from urllib.parse import unquote, urlsplit
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 30.0  # below the usual upstream keep-alive (nginx 75 s, Node 5 s is the outlier)
@@ -193,6 +193,9 @@ class Connection(asyncio.Protocol):
         self._answered = True
         try:
             self._parser.feed_data(data)
+        except HttpParserUpgrade:
+            # The gateway never asks for an upgrade (Upgrade is hop-by-hop and dropped).
+            self._break("the upstream switched protocols unasked")
         except HttpParserError:
             if not self.complete:
                 self._break("the upstream's answer is not valid HTTP/1.1")
@@ -232,7 +235,7 @@ class Connection(asyncio.Protocol):
             self._break("the upstream's response head is too large")
             return
         status = self._parser.get_status_code()
-        if status < 200:
+        if status < 200 and status != 101:
             # 100 Continue and other interim answers: the final one follows.
             self._raw = []
             self._head_size = 0

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from gateway.proxy import (
     BodyTooLarge,
@@ -363,3 +371,94 @@ async def test_a_connection_that_speaks_while_idle_is_not_reused(pool: UpstreamP
         await asyncio.sleep(0.1)
         assert (await exchange(pool, upstream.url)).body == b"ok"
     assert upstream.connections == 2
+
+
+async def test_an_unasked_protocol_switch_is_a_bad_gateway(pool: UpstreamPool) -> None:
+    switch = (
+        b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+    )
+    async with Scripted(reply(switch + b"\x81\x05hello")) as upstream:
+        with pytest.raises(UpstreamUnreachable):
+            await exchange(pool, upstream.url)
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+async def tls_upstream(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(OK)
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
+    yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}", cert
+    server.close()
+
+
+async def test_an_https_upstream_is_verified_against_the_trusted_certificates(
+    tls_upstream: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, cert = tls_upstream
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    pool = UpstreamPool()
+    try:
+        relay = await exchange(pool, url)
+    finally:
+        pool.close()
+    assert (relay.status, relay.body) == (200, b"ok")
+
+
+async def test_an_https_upstream_with_an_untrusted_certificate_is_unreachable(
+    tls_upstream: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url, _ = tls_upstream
+    (tmp_path / "other").mkdir()
+    other, _ = self_signed(tmp_path / "other")
+    monkeypatch.setenv("SSL_CERT_FILE", str(other))
+    pool = UpstreamPool()
+    try:
+        with pytest.raises(UpstreamUnreachable) as caught:
+            await exchange(pool, url)
+    finally:
+        pool.close()
+    assert caught.value.connect
