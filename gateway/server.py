@@ -1,9 +1,10 @@
 """Running the gateway: worker processes under uvicorn, and the supervisor that owns them.
 
 Uvicorn settings a proxy needs:
-- uvloop and httptools: the fast loop and parser. httptools (llhttp) also refuses a request
-  carrying both ``Content-Length`` and ``Transfer-Encoding`` and closes the connection, where
-  h11 kept it open and served the smuggled second request.
+- uvloop, and the gateway's own HTTP/1.1 protocol class on httptools (``http_protocol.py``,
+  why: its docstring). httptools (llhttp) refuses a request carrying both ``Content-Length``
+  and ``Transfer-Encoding`` and the connection closes, where h11 kept it open and served the
+  smuggled second request.
 - ``proxy_headers=False``: uvicorn would otherwise believe ``X-Forwarded-For`` from 127.0.0.1;
   the gateway decides trust itself from ``server.trusted_proxies``.
 - No ``Server``/``Date`` headers of uvicorn's own, so the upstream's pass through unchanged.
@@ -33,7 +34,7 @@ from multiprocessing.context import SpawnProcess
 import uvicorn
 
 from gateway.config import Config
-from gateway.http_protocol import BoundedHttpToolsProtocol
+from gateway.http_protocol import GatewayHttpProtocol
 from gateway.watch import Fingerprint
 
 GRACEFUL_STOP_SECONDS = 30
@@ -66,7 +67,7 @@ def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         loop="none",
-        http=BoundedHttpToolsProtocol,
+        http=GatewayHttpProtocol,
         lifespan=lifespan,  # type: ignore[arg-type]
         proxy_headers=False,
         forwarded_allow_ips="",

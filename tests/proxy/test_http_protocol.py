@@ -1,69 +1,315 @@
-"""The response cycle's transport (gateway/http_protocol.py): one write for a whole small answer."""
+"""The server's HTTP/1.1 protocol (gateway/http_protocol.py) under uvicorn's Server, on real sockets.
+
+Each test runs a small ASGI application behind ``GatewayHttpProtocol`` on 127.0.0.1 and speaks
+raw HTTP/1.1 to it, so framing, pipelining, timeouts and failures are seen byte for byte.
+The gateway-level suites cover the same protocol with the real application.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from gateway.http_protocol import HeadHolder
+import pytest
+import uvicorn
 
+from gateway.http_protocol import MAX_HEAD_BYTES, GatewayHttpProtocol
 
-class Recorder:
-    """Stands in for the socket transport: what was written, call by call."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.vectored: list[tuple[bytes, ...]] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def writelines(self, parts: tuple[bytes, ...]) -> None:
-        self.vectored.append(tuple(parts))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
+App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-def holder(recorder: Recorder) -> HeadHolder:
-    return HeadHolder(recorder, asyncio.get_running_loop())  # type: ignore[arg-type]
+async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers ``hello <path>`` with a Content-Length."""
+    body = b"hello " + scope["path"].encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
-async def test_a_head_and_its_body_leave_in_one_write() -> None:
-    recorder = Recorder()
-    transport = holder(recorder)
-    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    transport.write(b"body")
-    transport.write(b"more")
-    assert recorder.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody", b"more"]
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the whole body, answers its size and its first and last bytes, unframed (chunked)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    summary = b"%d %s %s" % (len(body), body[:1], body[-1:])
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": summary})
 
 
-async def test_a_head_without_a_body_yet_leaves_at_the_end_of_the_loop_step() -> None:
-    recorder = Recorder()
-    transport = holder(recorder)
-    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    assert recorder.writes == []
-    await asyncio.sleep(0)
-    assert recorder.writes == [b"HTTP/1.1 200 OK\r\n\r\n"]
-    transport.write(b"later")
-    assert recorder.writes[-1] == b"later"
+class Served:
+    def __init__(self, port: int, server: uvicorn.Server) -> None:
+        self.port = port
+        self.server = server
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def exchange(self, request: bytes, *, timeout: float = 3.0) -> bytes:
+        """Send ``request`` and read until the server closes (or ``timeout`` passes)."""
+        reader, writer = await self.connect()
+        writer.write(request)
+        try:
+            return await asyncio.wait_for(reader.read(-1), timeout)
+        finally:
+            writer.close()
 
 
-async def test_closing_sends_a_held_head_first() -> None:
-    recorder = Recorder()
-    transport = holder(recorder)
-    transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-    transport.close()
-    assert recorder.writes == [b"HTTP/1.1 204 No Content\r\n\r\n"] and recorder.closed
+async def serve(app: App, *, keep_alive: float = 5.0) -> tuple[Served, asyncio.Task[None]]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        http=GatewayHttpProtocol,
+        loop="none",
+        lifespan="off",
+        log_config=None,
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = _no_signals  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return Served(sock.getsockname()[1], server), task
 
 
-async def test_a_large_body_is_not_copied_onto_the_head() -> None:
-    recorder = Recorder()
-    transport = holder(recorder)
-    transport.write(b"HEAD")
-    transport.write(b"x" * 1_000_000)
-    assert recorder.writes == []
-    assert recorder.vectored == [(b"HEAD", b"x" * 1_000_000)]
+def _no_signals() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@pytest.fixture
+async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
+    marker = request.node.get_closest_marker("app")
+    app: App = marker.args[0] if marker else hello
+    keep_alive = marker.kwargs.get("keep_alive", 5.0) if marker else 5.0
+    server, task = await serve(app, keep_alive=keep_alive)
+    yield server
+    server.server.should_exit = True
+    await task
+
+
+async def test_pipelined_requests_are_answered_in_order(served: Served) -> None:
+    answer = await served.exchange(
+        b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert answer.index(b"hello /one") < answer.index(b"hello /two") < answer.index(b"hello /three")
+
+
+async def test_a_whole_small_answer_leaves_in_one_write(served: Served) -> None:
+    writes: list[bytes] = []
+    original = GatewayHttpProtocol.connection_made
+
+    def spying(self: GatewayHttpProtocol, transport: Any) -> None:
+        original(self, transport)
+        real = self.transport
+        assert real is not None
+
+        class Spy:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def write(self, data: bytes) -> None:
+                writes.append(data)
+                real.write(data)
+
+        self.transport = Spy()  # type: ignore[assignment]
+
+    GatewayHttpProtocol.connection_made = spying  # type: ignore[method-assign]
+    try:
+        answer = await served.exchange(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    finally:
+        GatewayHttpProtocol.connection_made = original  # type: ignore[method-assign]
+    assert answer.endswith(b"hello /x")
+    assert len(writes) == 1 and writes[0] == answer
+
+
+async def slow_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await asyncio.sleep(0.5)
+    await send({"type": "http.response.body", "body": b"late"})
+
+
+@pytest.mark.app.with_args(slow_body)
+async def test_a_head_whose_body_is_late_is_sent_at_once(served: Served) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.3)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"transfer-encoding: chunked" in head
+    assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 2) == b"4\r\nlate\r\n0\r\n\r\n"
+    writer.close()
+
+
+@pytest.mark.app.with_args(echo)
+async def test_a_large_chunked_body_is_delivered_whole(served: Served) -> None:
+    body = b"a" + b"x" * (3 * 1024 * 1024) + b"z"
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(piece), piece)
+        for piece in (body[i : i + 100_000] for i in range(0, len(body), 100_000))
+    )
+    answer = await served.exchange(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + chunks
+        + b"0\r\n\r\n"
+    )
+    assert answer.endswith(b"%x\r\n%d a z\r\n0\r\n\r\n" % (len(b"3145730 a z"), len(body)))
+
+
+@pytest.mark.app.with_args(echo)
+async def test_expect_100_continue_is_answered_when_the_body_is_read(served: Served) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2) == (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+    )
+    writer.write(b"abc")
+    assert (await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 2)).endswith(
+        b"\r\n3 a c\r\n0\r\n\r\n"
+    )
+    writer.close()
+
+
+@pytest.mark.app.with_args(hello)
+async def test_expect_100_continue_is_not_sent_when_the_answer_needs_no_body(
+    served: Served,
+) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    writer.close()
+
+
+async def failing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    raise ValueError("secret-token-value")
+
+
+@pytest.mark.app.with_args(failing)
+async def test_an_application_failure_is_a_500_in_one_log_line(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="gateway"):
+        answer = await served.exchange(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 500 Internal Server Error")
+    assert b"connection: close" in answer
+    assert [r.getMessage() for r in caplog.records] == [
+        "unexpected ValueError in the application (answer 500)"
+    ]
+    assert not any(r.exc_info for r in caplog.records)
+    assert "secret-token-value" not in caplog.text
+
+
+async def short_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    headers = [(b"content-length", b"10")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"12345", "more_body": True})
+
+
+@pytest.mark.app.with_args(short_body)
+async def test_an_answer_left_short_closes_the_connection(served: Served) -> None:
+    answer = await served.exchange(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", timeout=2)
+    assert answer.endswith(b"\r\n\r\n12345")  # closed: the client sees it is short
+
+
+@pytest.mark.app.with_args(hello)
+async def test_an_answer_to_head_has_no_body(served: Served) -> None:
+    answer = await served.exchange(b"HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert b"content-length: 8\r\n" in answer
+    assert answer.endswith(b"\r\n\r\n") and b"hello" not in answer
+
+
+async def unframed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"part one, ", "more_body": True})
+    await send({"type": "http.response.body", "body": b"part two"})
+
+
+@pytest.mark.app.with_args(unframed)
+async def test_an_http_1_0_client_gets_a_close_delimited_body(served: Served) -> None:
+    answer = await served.exchange(b"GET / HTTP/1.0\r\n\r\n")
+    assert b"chunked" not in answer
+    assert b"connection: close" in answer
+    assert answer.endswith(b"\r\n\r\npart one, part two")
+
+
+@pytest.mark.app.with_args(unframed)
+async def test_an_answer_without_a_length_is_chunked_for_http_1_1(served: Served) -> None:
+    answer = await served.exchange(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert answer.endswith(b"a\r\npart one, \r\n8\r\npart two\r\n0\r\n\r\n")
+
+
+@pytest.mark.app.with_args(hello, keep_alive=0.3)
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(served: Served) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(-1), 2)  # ends only when the server closes
+    assert answer.endswith(b"hello /x")
+    writer.close()
+
+
+@pytest.mark.app.with_args(hello, keep_alive=0.3)
+async def test_a_connection_that_never_completes_a_request_is_closed(served: Served) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"GET /x HTTP/1.1\r\n")
+    await asyncio.sleep(0.2)
+    writer.write(b"Host: a\r\n")  # still trickling, never finished
+    assert await asyncio.wait_for(reader.read(-1), 2) == b""
+    writer.close()
+
+
+@pytest.mark.app.with_args(hello)
+async def test_a_request_head_past_the_bound_is_431_and_closed(served: Served) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    for _ in range(MAX_HEAD_BYTES // 1000 + 2):
+        writer.write(b"x-filler: " + b"a" * 990 + b"\r\n")
+    answer = await asyncio.wait_for(reader.read(-1), 3)
+    assert answer.startswith(b"HTTP/1.1 431")
+    writer.close()
+
+
+@pytest.mark.app.with_args(hello)
+async def test_a_malformed_request_is_400_and_closed(served: Served) -> None:
+    answer = await served.exchange(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request")
+    assert b'"invalid_request"' in answer
+
+
+@pytest.mark.app.with_args(hello)
+async def test_an_upgrade_request_is_answered_as_http_and_the_connection_closed(
+    served: Served,
+) -> None:
+    answer = await served.exchange(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        b"\x81\x85garbage"
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert answer.count(b"HTTP/1.1") == 1
+
+
+async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await asyncio.sleep(0.3)
+    await hello(scope, receive, send)
+
+
+@pytest.mark.app.with_args(slow)
+async def test_shutdown_lets_the_answer_in_flight_finish_then_closes(served: Served) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"GET /late HTTP/1.1\r\nHost: a\r\n\r\n")
+    await asyncio.sleep(0.1)
+    served.server.should_exit = True
+    answer = await asyncio.wait_for(reader.read(-1), 3)
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in answer
+    assert answer.endswith(b"hello /late")
+    writer.close()
