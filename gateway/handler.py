@@ -89,6 +89,8 @@ class FrontDoor:
         record = AccessRecord(method=scope["method"], path="", client=peer)
         try:
             await self._handle(rt, scope, receive, send, record)
+        except OSError:
+            record.status = 499  # the client left (ASGI 2.4's send raises OSError): no one to tell
         except Exception as exc:
             # A bug, not bad input: one line naming where, never the message (it could quote a
             # header or a token), and an answer if none has started.

@@ -110,6 +110,10 @@ _INTERNAL_ERROR: list[Message] = [
 ]
 
 
+class ClientDisconnected(OSError):
+    """``send`` on a connection the client has closed (ASGI 2.4: a subclass of OSError)."""
+
+
 class Exchange:
     """One request and its answer: the ASGI ``receive`` and ``send`` of one application call."""
 
@@ -157,11 +161,14 @@ class Exchange:
             await app(self.scope, self.receive, self.send)
         except BaseException as exc:
             # One line, no traceback: a traceback could quote a header or a token.
-            log.error("unexpected %s in the application (answer 500)", type(exc).__name__)
-            if not self.started:
+            if self.disconnected:
+                pass  # nobody to answer; ClientDisconnected is how an application learns it
+            elif not self.started:
+                log.error("unexpected %s in the application (answer 500)", type(exc).__name__)
                 for message in _INTERNAL_ERROR:
                     await self.send(message)
             else:
+                log.error("unexpected %s in the application (answer cut)", type(exc).__name__)
                 self._conn.close()
             if not isinstance(exc, Exception):
                 raise
@@ -221,7 +228,8 @@ class Exchange:
         if conn.write_paused and not self.disconnected:
             await conn.drain()
         if self.disconnected:
-            return
+            # An application streaming a long answer stops here instead of producing it all.
+            raise ClientDisconnected("the client closed the connection")
         kind = message["type"]
         if not self.started:
             if kind != "http.response.start":
@@ -454,7 +462,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             path = unquote(path)
         scope: dict[str, Any] = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": http_version,
             "server": self.server,
             "client": self.client,

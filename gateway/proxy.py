@@ -54,7 +54,7 @@ class BodyTooLarge(Exception):
 
 
 class ClientGone(Exception):
-    """The client disconnected before its request body was complete."""
+    """The client disconnected: before its request body was complete, or during the answer."""
 
 
 @dataclass(slots=True)
@@ -159,6 +159,10 @@ async def forward(
         raise UpstreamTimeout("the upstream did not answer in time", connect=False) from exc
     except UpstreamBroken as exc:
         raise UpstreamUnreachable("the upstream connection failed", connect=False) from exc
+    except OSError as exc:
+        # ASGI 2.4: ``send`` raises an OSError once the client is gone. Stop reading the
+        # upstream (its connection is closed below) rather than relay an answer to no one.
+        raise ClientGone() from exc
     finally:
         if upload is not None and not upload.done():
             upload.cancel()

@@ -313,3 +313,33 @@ async def test_shutdown_lets_the_answer_in_flight_finish_then_closes(served: Ser
     assert answer.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in answer
     assert answer.endswith(b"hello /late")
     writer.close()
+
+
+outcomes: list[str] = []
+
+
+async def endless(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    from gateway.http_protocol import ClientDisconnected
+
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    try:
+        while True:
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+            await asyncio.sleep(0)
+    except ClientDisconnected:
+        outcomes.append("told")
+        raise
+
+
+@pytest.mark.app.with_args(endless)
+async def test_send_after_the_client_left_raises_an_oserror(served: Served) -> None:
+    outcomes.clear()
+    reader, writer = await served.connect()
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    await reader.readexactly(100_000)
+    writer.close()
+    for _ in range(100):
+        if outcomes:
+            break
+        await asyncio.sleep(0.02)
+    assert outcomes == ["told"]

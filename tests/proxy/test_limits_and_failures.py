@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
+import time
 
 import httpx
 
@@ -47,6 +49,33 @@ def test_50_mib_download_streams_with_matching_hash_and_flat_memory(stack: Stack
     assert digest.hexdigest() == pattern_sha256(size)
     grown_mib = (stack.gateway.rss_kib() - rss_before) / 1024
     assert grown_mib < 20, f"gateway RSS grew by {grown_mib:.1f} MiB for a 50 MiB download"
+
+
+def test_a_client_that_abandons_a_download_stops_the_upstream_transfer(stack: Stack) -> None:
+    size = 16 * 1024**3  # minutes to relay whole; the gateway must stop long before
+    with socket.create_connection(("127.0.0.1", stack.gateway.port), timeout=5) as sock:
+        sock.sendall(
+            f"GET /download?size={size} HTTP/1.1\r\nHost: a\r\n"
+            "X-Request-ID: abandoned-download\r\n\r\n".encode()
+        )
+        received = 0
+        while received < 1024 * 1024:
+            received += len(sock.recv(65536))
+    deadline = time.monotonic() + 5
+    line = None
+    while line is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        line = next(
+            (
+                json.loads(x)
+                for x in stack.gateway.stdout().splitlines()
+                if '"abandoned-download"' in x
+            ),
+            None,
+        )
+    assert line is not None, "the abandoned download was still being relayed after 5 s"
+    assert line["status"] == 499
+    assert line["bytes_out"] < 1024**3
 
 
 def test_50_mib_upload_streams_with_matching_hash_and_flat_memory(stack: Stack) -> None:
