@@ -6,7 +6,7 @@ nginx.py            nginx as the fast upstream and as the reference proxy
 fixture.py          the gateway's generated routes.yaml (30 routes), its key and tokens
 wrk.py              running wrk and parsing its report
 stream_upstream.py  a raw-ASGI upstream that produces or swallows bytes without buffering
-floor_proxy.py      the least a Python proxy on uvicorn + aiohttp does: the stack's floor
+floor_proxy.py      raw ASGI + aiohttp: the best feature-less Python proxy issue 5 measured
 cpu.py              CPU seconds of the servers, of wrk and of everyone else during a row
 plan.py             the rows, the settings (full or --quick) and the results collected
 phases.py           the phases of a run, in order
