@@ -110,6 +110,10 @@ _INTERNAL_ERROR: list[Message] = [
 ]
 
 
+class _HeadTooLarge(Exception):
+    """Raised from the parser's callback to stop it at a head over the bound."""
+
+
 class ClientDisconnected(OSError):
     """``send`` on a connection the client has closed (ASGI 2.4: a subclass of OSError)."""
 
@@ -169,6 +173,7 @@ class Exchange:
                     await self.send(message)
             else:
                 log.error("unexpected %s in the application (answer cut)", type(exc).__name__)
+                self._flush_head()
                 self._conn.close()
             if not isinstance(exc, Exception):
                 raise
@@ -178,7 +183,8 @@ class Exchange:
                 for message in _INTERNAL_ERROR:
                     await self.send(message)
             elif not self.complete and not self.disconnected:
-                # Headers are out and the body is short: only a closed connection says so.
+                # The body is short: only a closed connection says so.
+                self._flush_head()
                 self._conn.close()
 
     # called by the connection
@@ -217,11 +223,14 @@ class Exchange:
                 self._last_sent = not self.more_body
                 return {"type": "http.request", "body": body, "more_body": self.more_body}
             conn.resume_reading()
-            waiter = self._waiter = conn.loop.create_future()
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = conn.loop.create_future()
             try:
-                await waiter
+                await waiter  # shared by concurrent receive calls: one wake-up wakes all
             finally:
-                self._waiter = None
+                if self._waiter is waiter:
+                    self._waiter = None
 
     async def send(self, message: Message) -> None:
         conn = self._conn
@@ -246,6 +255,9 @@ class Exchange:
         self.started = True
         self._continue = False
         status: int = message["status"]
+        if status in (204, 304):
+            # No body, whatever Content-Length says (a 304 may carry the resource's length).
+            self._head_only = True
         parts = [STATUS_LINES.get(status) or _status_line(status)]
         chunked: bool | None = None
         close = False
@@ -258,7 +270,7 @@ class Exchange:
             name = name.lower()
             if name == b"content-length":
                 if chunked is None:
-                    self._remaining = int(value)
+                    self._remaining = 0 if self._head_only else int(value)
                     chunked = False
             elif name == b"transfer-encoding":
                 if value.lower() == b"chunked":
@@ -370,8 +382,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect = False
-        self._in_head = True
-        self._head_bytes = 0
+        self._in_head = False
+        self._began_here = False
+        self._head_bytes = 0  # the request line and header lines of the head being parsed
+        self._arriving = 0
+        self._refusing = False
 
     # asyncio.Protocol
 
@@ -402,7 +417,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
         pass
 
     def data_received(self, data: bytes) -> None:
-        was_in_head = self._in_head
+        if self._refusing:
+            return
+        self._began_here = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -414,14 +431,28 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 self.current.keep_alive = False
             self.pause_reading()
             return
-        except httptools.HttpParserError:
-            self._refuse(_MALFORMED)
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse(_HEAD_TOO_LARGE)
+                return
+            broken = self._parsing
+            if broken is None:
+                self._refuse(_MALFORMED)  # a head: answered after the requests before it
+            else:
+                # A body that cannot be parsed: that request cannot be served, nor anything
+                # after it on this connection.
+                self._parsing = None
+                if broken is self.current and not broken.started:
+                    self.write(_MALFORMED)
+                self.close()
             return
-        # Only data that left the head still incomplete counts: a chunk that completes the
-        # head may carry the start of the body, which is not the head's.
-        if was_in_head and self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
+        if self._in_head:
+            # Still arriving. Its complete lines are counted exactly; beyond them, a read that
+            # found the head begun and left it incomplete is all head (the read it began in may
+            # carry the end of the previous request's body, so that one is not counted whole).
+            if not self._began_here:
+                self._arriving += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES or self._arriving > MAX_HEAD_BYTES:
                 self._refuse(_HEAD_TOO_LARGE)
 
     def pause_writing(self) -> None:
@@ -440,12 +471,16 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._headers = []
         self._expect = False
         self._in_head = True
+        self._began_here = True
         self._head_bytes = 0
+        self._arriving = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self._expect = True
@@ -453,6 +488,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise _HeadTooLarge()  # stops the parser: nothing after this head is read
         parser = self.parser
         http_version = parser.get_http_version()
         url = httptools.parse_url(self._url)
@@ -570,9 +607,16 @@ class GatewayHttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _refuse(self, answer: bytes) -> None:
-        if self.current is None or not self.current.started:
+        """Answer a broken request and close; behind requests in progress, just close after them
+        (answers go out in order, and theirs come first)."""
+        self._refusing = True
+        self.pause_reading()
+        last = self._pipeline[-1] if self._pipeline else self.current
+        if last is None:
             self.write(answer)
-        self.close()
+            self.close()
+        else:
+            last.keep_alive = False
 
     def _idle(self) -> None:
         """Note that the connection waits for a request; one timer per connection checks.

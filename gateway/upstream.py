@@ -145,7 +145,10 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self.complete = False
         self.keep_alive = False
-        self._head_size = 0
+        self._head_size = 0  # the status line and header lines of the answer being parsed
+        self._arriving = 0
+        self._began_here = False
+        self._sent = 0
         self._answered = False
         self._head_only = False
         self._active = False
@@ -164,21 +167,27 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._pool.forget(self)
         if (
-            self._active
+            exc is None
+            and self._active
             and self.headers is not None
             and not self.complete
             and _ends_at_close(self.status, self.headers)
         ):
-            # No Content-Length, not chunked: the body is everything up to the close.
+            # No Content-Length, not chunked: the body is everything up to the close (a reset
+            # is not a close: that answer is cut and must not look whole).
             self.complete = True
             self.keep_alive = False
             self._wake()
+            self._release_drain()
             return
         if self.failure is None:
             self.failure = UpstreamBroken(
                 "the upstream closed the connection", answered=self._answered
             )
         self._wake()
+        self._release_drain()
+
+    def _release_drain(self) -> None:
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
@@ -191,6 +200,11 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self._answered = True
+        if self.complete:
+            # Bytes after a whole answer (a body longer than its length, a second answer):
+            # this connection's framing cannot be trusted again.
+            self.keep_alive = False
+        self._began_here = False
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade:
@@ -203,8 +217,11 @@ class Connection(asyncio.Protocol):
                 self.keep_alive = False
         if self.headers is None and self.failure is None:
             # A head still incomplete: bound what it may take (llhttp buffers a partial line).
-            self._head_size += len(data)
-            if self._head_size > MAX_RESPONSE_HEAD:
+            # Its complete lines are counted exactly; beyond them, a read that found the head
+            # begun and left it incomplete is all head.
+            if not self._began_here:
+                self._arriving += len(data)
+            if self._head_size > MAX_RESPONSE_HEAD or self._arriving > MAX_RESPONSE_HEAD:
                 self._break("the upstream's response head is too large")
         if self._fresh_parser:
             self._parser = HttpResponseParser(self)
@@ -221,9 +238,20 @@ class Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.keep_alive = False  # a second answer begins: see data_received
+            return
+        self._began_here = True
+        self._head_size = 0
+        self._arriving = 0
+
+    def on_status(self, status: bytes) -> None:
+        self._head_size += len(status)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
-        self._head_size += len(name) + len(value)
+        self._head_size += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         if self.complete:
@@ -238,7 +266,6 @@ class Connection(asyncio.Protocol):
         if status < 200 and status != 101:
             # 100 Continue and other interim answers: the final one follows.
             self._raw = []
-            self._head_size = 0
             return
         self.status = status
         self.headers = self._raw
@@ -286,6 +313,7 @@ class Connection(asyncio.Protocol):
             self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
         else:
             self.transport.write(data)
+        self._sent += len(data)
         if self._writing_paused:
             drain = self._drain = self._loop.create_future()
             try:
@@ -296,9 +324,17 @@ class Connection(asyncio.Protocol):
                 raise self.failure
 
     async def read_head(self, timeout: float) -> None:
-        """Wait until the final status line and headers are in (``status``, ``headers``)."""
+        """Wait until the final status line and headers are in (``status``, ``headers``).
+
+        ``timeout`` bounds each pause: while the request body is still going up, the wait
+        restarts after every part written, so a long upload is not an upstream timeout."""
         while self.headers is None:
-            await self._wait(timeout)
+            sent = self._sent
+            try:
+                await self._wait(timeout)
+            except TimeoutError:
+                if self._sent == sent:
+                    raise
 
     async def read(self, timeout: float) -> bytes:
         """The next part of the answer's body; ``b""`` once it is complete."""
@@ -352,12 +388,14 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def _reset(self) -> None:
+        self._raw = []
         self._active = False
         self.status = 0
         self.headers = None
         self.complete = False
         self._answered = False
         self._head_size = 0
+        self._arriving = 0
         self._head_only = False
 
     async def _wait(self, timeout: float) -> None:

@@ -343,3 +343,86 @@ async def test_send_after_the_client_left_raises_an_oserror(served: Served) -> N
             break
         await asyncio.sleep(0.02)
     assert outcomes == ["told"]
+
+
+@pytest.mark.app.with_args(echo)
+async def test_a_large_body_then_the_next_head_in_one_read_is_not_a_long_head(
+    served: Served,
+) -> None:
+    body = b"a" + b"x" * 100_000 + b"z"
+    reader, writer = await served.connect()
+    writer.write(
+        b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+        + b"GET /b HTTP/1.1\r\nHost: a\r\n"
+    )
+    await asyncio.sleep(0.2)
+    writer.write(b"Connection: close\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(-1), 3)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    assert b"431" not in answer
+    writer.close()
+
+
+async def busy_after_first(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await hello(scope, receive, send)
+    if scope["path"] == "/first":
+        import time
+
+        time.sleep(0.3)  # the loop is busy: the next head piles up and arrives in one read
+
+
+@pytest.mark.app.with_args(busy_after_first)
+async def test_a_long_head_arriving_in_one_read_is_431(served: Served) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"hello /first"), 2)
+    writer.write(
+        b"GET /second HTTP/1.1\r\nHost: a\r\n"
+        + b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 90) for i in range(1200))
+        + b"\r\n"
+    )
+    answer = await asyncio.wait_for(reader.read(-1), 3)
+    assert answer.startswith(b"HTTP/1.1 431")
+    writer.close()
+
+
+async def not_modified(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["path"] == "/cached":
+        headers = [(b"content-length", b"5000"), (b"etag", b'"v1"')]
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await hello(scope, receive, send)
+
+
+@pytest.mark.app.with_args(not_modified)
+async def test_a_304_with_a_content_length_has_no_body_and_keeps_the_connection(
+    served: Served,
+) -> None:
+    answer = await served.exchange(
+        b"GET /cached HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 304 Not Modified\r\n")
+    assert b"content-length: 5000\r\n" in answer
+    assert answer.endswith(b"hello /x")
+
+
+async def two_receivers(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    assert (await receive())["type"] == "http.request"
+    results = await asyncio.gather(receive(), receive())
+    outcomes.extend(message["type"] for message in results)
+
+
+@pytest.mark.app.with_args(two_receivers)
+async def test_every_concurrent_receive_learns_of_the_disconnect(served: Served) -> None:
+    outcomes.clear()
+    _, writer = await served.connect()
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    await asyncio.sleep(0.1)
+    writer.close()
+    for _ in range(100):
+        if len(outcomes) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert outcomes == ["http.disconnect", "http.disconnect"]

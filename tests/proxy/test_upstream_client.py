@@ -11,7 +11,9 @@ import asyncio
 import base64
 import datetime
 import ipaddress
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -462,3 +464,100 @@ async def test_an_https_upstream_with_an_untrusted_certificate_is_unreachable(
     finally:
         pool.close()
     assert caught.value.connect
+
+
+async def test_an_upload_longer_than_the_timeout_is_not_an_upstream_timeout(
+    pool: UpstreamPool,
+) -> None:
+    async def slow_body() -> AsyncIterator[bytes]:
+        for _ in range(6):  # 2.4 s of upload against a 1 s timeout
+            await asyncio.sleep(0.4)
+            yield b"x" * 1024
+
+    async with Scripted(reply(OK)) as upstream:
+        relay = await exchange(
+            pool,
+            upstream.url,
+            method="POST",
+            headers=[(b"content-length", b"6144")],
+            body=slow_body(),
+            timeout=1.0,
+        )
+    assert (relay.status, relay.body) == (200, b"ok")
+
+
+async def test_an_upload_that_stalls_past_the_timeout_is_a_gateway_timeout(
+    pool: UpstreamPool,
+) -> None:
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"x"
+        await asyncio.sleep(5)
+        yield b"y"
+
+    async def wait(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        await asyncio.sleep(3)
+        return False
+
+    async with Scripted(wait) as upstream:
+        with pytest.raises(UpstreamTimeout):
+            await exchange(
+                pool, upstream.url, method="POST", body=stalled(), chunked=True, timeout=0.5
+            )
+
+
+async def test_a_response_head_under_the_limit_in_two_segments_is_accepted(
+    pool: UpstreamPool,
+) -> None:
+    filler = b"".join(b"x-filler-%d: %s\r\n" % (i, b"a" * 100) for i in range(480))
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n" + filler + b"\r\n"
+    assert 32 * 1024 < len(head) < MAX_RESPONSE_HEAD
+
+    async def in_two(reader: asyncio.StreamReader, writer: Any, request: bytes) -> bool:
+        writer.write(head[: len(head) // 2])
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(head[len(head) // 2 :] + b"ok")
+        return True
+
+    async with Scripted(in_two) as upstream:
+        assert (await exchange(pool, upstream.url)).body == b"ok"
+
+
+async def test_an_answer_cut_by_a_reset_is_not_relayed_as_whole(pool: UpstreamPool) -> None:
+    async def reset(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\npartial-")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, not FIN
+        return False
+
+    relay = Relay()
+    async with Scripted(reset) as upstream:
+        with pytest.raises(UpstreamUnreachable):
+            await forward(
+                pool,
+                method="GET",
+                target=Target.parse(upstream.url),
+                path=b"/",
+                headers=[],
+                body=None,
+                chunked=False,
+                timeout=5.0,
+                send=relay,
+                response_headers=list,
+                exchange=Exchange(),
+            )
+    assert relay.body == b"partial-" and not relay.ended
+
+
+async def test_bytes_after_a_whole_answer_keep_the_connection_out_of_the_pool(
+    pool: UpstreamPool,
+) -> None:
+    overlong = OK + b"HTTP/1.1 200 OK\r\nx-stale: leaked\r\n"  # more than its length says
+    async with Scripted(reply(overlong), reply(OK)) as upstream:
+        assert (await exchange(pool, upstream.url)).body == b"ok"
+        relay = await exchange(pool, upstream.url)
+    assert (relay.status, relay.headers) == (200, [(b"content-length", b"2")])
+    assert upstream.connections == 2
