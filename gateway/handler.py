@@ -304,6 +304,7 @@ class FrontDoor:
                 )
                 return
         has_body = chunked
+        declared: int | None = None
         if content_length is not None:
             try:
                 declared = int(content_length)
@@ -350,7 +351,7 @@ class FrontDoor:
                     path=target_path,
                     headers=upstream_headers,
                     body=body,
-                    chunked=has_body and content_length is None,
+                    length=declared,
                     timeout=route.timeout,
                     send=send,
                     response_headers=response_headers,

@@ -167,6 +167,9 @@ class Exchange:
             # One line, no traceback: a traceback could quote a header or a token.
             if self.disconnected:
                 pass  # nobody to answer; ClientDisconnected is how an application learns it
+            elif self.complete:
+                # The answer is out whole (the next pipelined one may be going): leave it be.
+                log.error("unexpected %s in the application after its answer", type(exc).__name__)
             elif not self.started:
                 log.error("unexpected %s in the application (answer 500)", type(exc).__name__)
                 for message in _INTERNAL_ERROR:
@@ -253,6 +256,10 @@ class Exchange:
 
     def _start(self, message: Message) -> None:
         self.started = True
+        if self._continue and self.more_body:
+            # Answered before asking for the body (401, 413, ...): the client may or may not
+            # send it now, so nothing after it on this connection can be framed. Close after.
+            self.keep_alive = False
         self._continue = False
         status: int = message["status"]
         if status in (204, 304):
@@ -425,11 +432,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             # No protocol switch is served: the upgrade request was answered as plain HTTP,
             # and whatever follows it is not HTTP/1.1, so the connection ends with the answer.
-            if self._parsing is not None:
-                self._parsing.keep_alive = False
-            if self.current is not None:
-                self.current.keep_alive = False
+            self._refusing = True
             self.pause_reading()
+            last = self._last_in_line()
+            if last is not None:
+                last.keep_alive = False
             return
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
@@ -438,13 +445,18 @@ class GatewayHttpProtocol(asyncio.Protocol):
             broken = self._parsing
             if broken is None:
                 self._refuse(_MALFORMED)  # a head: answered after the requests before it
-            else:
+            elif broken is self.current:
                 # A body that cannot be parsed: that request cannot be served, nor anything
                 # after it on this connection.
                 self._parsing = None
-                if broken is self.current and not broken.started:
+                if not broken.started:
                     self.write(_MALFORMED)
                 self.close()
+            else:
+                # A pipelined request whose body is broken: answer those before it, then close.
+                self._parsing = None
+                self._pipeline.remove(broken)
+                self._refuse(b"")
             return
         if self._in_head:
             # Still arriving. Its complete lines are counted exactly; beyond them, a read that
@@ -611,12 +623,17 @@ class GatewayHttpProtocol(asyncio.Protocol):
         (answers go out in order, and theirs come first)."""
         self._refusing = True
         self.pause_reading()
-        last = self._pipeline[-1] if self._pipeline else self.current
+        last = self._last_in_line()
         if last is None:
-            self.write(answer)
+            if answer:
+                self.write(answer)
             self.close()
         else:
             last.keep_alive = False
+
+    def _last_in_line(self) -> Exchange | None:
+        """The exchange answered last: the newest pipelined one, else the one in progress."""
+        return self._pipeline[-1] if self._pipeline else self.current
 
     def _idle(self) -> None:
         """Note that the connection waits for a request; one timer per connection checks.

@@ -98,7 +98,7 @@ async def forward(
     path: bytes,
     headers: list[tuple[bytes, bytes]],
     body: AsyncIterator[bytes] | None,
-    chunked: bool,
+    length: int | None,
     timeout: float,
     send: Send,
     response_headers: ResponseHeaderFilter,
@@ -106,11 +106,13 @@ async def forward(
 ) -> None:
     """Send the request upstream and relay the answer to ``send`` as it streams in.
 
-    ``path`` is the normalised path and query; ``chunked`` says the body has no declared
-    length and goes upstream chunk-encoded. ``timeout`` bounds each wait for the answer."""
+    ``path`` is the normalised path and query; ``length`` is the body's declared length
+    (a body without one goes upstream chunk-encoded). ``timeout`` bounds each wait for the
+    answer."""
     started = time.perf_counter()
     exchange.attempted = True
-    head = request_head(method, target, path, headers, chunked=chunked)
+    chunked = body is not None and length is None
+    head = request_head(method, target, path, headers, length=length, chunked=chunked)
     conn: Connection | None = None
     upload: asyncio.Future[None] | None = None
     try:

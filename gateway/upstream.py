@@ -37,6 +37,7 @@ MAX_RESPONSE_HEAD = 64 * 1024
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
 _SWEEP_EVERY = 10.0
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 
 class UpstreamBroken(Exception):
@@ -98,9 +99,15 @@ def request_head(
     path_and_query: bytes,
     headers: Iterable[tuple[bytes, bytes]],
     *,
+    length: int | None,
     chunked: bool,
 ) -> bytes:
-    """The request line and headers, ready for one write."""
+    """The request line and headers, ready for one write.
+
+    The framing is the gateway's, never the headers': ``length`` (the client's declared body
+    length) or ``chunked``. A ``Content-Length`` or ``Transfer-Encoding`` among ``headers``
+    is dropped: a client's ``Connection: content-length`` must not be able to strip the
+    length and let the body be read upstream as a second, unchecked request."""
     parts = [
         method.encode("ascii"),
         b" ",
@@ -111,13 +118,15 @@ def request_head(
         b"\r\n",
     ]
     for name, value in headers:
-        if name == b"authorization" and target.authorization is not None:
+        if name in _FRAMING or (name == b"authorization" and target.authorization is not None):
             continue
         parts += (name, b": ", value, b"\r\n")
     if target.authorization is not None:
         parts += (b"authorization: ", target.authorization, b"\r\n")
     if chunked:
         parts.append(b"transfer-encoding: chunked\r\n")
+    elif length is not None:
+        parts += (b"content-length: ", b"%d" % length, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
 
@@ -383,9 +392,11 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
+        """Drop the connection now: what it still had to send is of no use to anyone, and an
+        upstream that stopped reading must not keep it (and its descriptor) open."""
         self._active = False
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        if self.transport is not None:
+            self.transport.abort()
 
     def _reset(self) -> None:
         self._raw = []

@@ -426,3 +426,66 @@ async def test_every_concurrent_receive_learns_of_the_disconnect(served: Served)
             break
         await asyncio.sleep(0.02)
     assert outcomes == ["http.disconnect", "http.disconnect"]
+
+
+async def refuses_uploads(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["method"] == "POST":  # answers without asking for the body, like a 401
+        headers = [(b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await hello(scope, receive, send)
+
+
+@pytest.mark.app.with_args(refuses_uploads)
+async def test_an_answer_given_before_an_expected_body_closes_the_connection(
+    served: Served,
+) -> None:
+    reader, writer = await served.connect()
+    writer.write(
+        b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\nExpect: 100-continue\r\n\r\n"
+    )
+    answer = await asyncio.wait_for(reader.read(-1), 2)  # ends: the server closed
+    assert answer.startswith(b"HTTP/1.1 401") and b"connection: close" in answer
+    assert b"100 Continue" not in answer
+    writer.close()
+
+
+async def fails_after_answering(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await hello(scope, receive, send)
+    if scope["path"] == "/a":
+        raise ValueError("after the answer")
+
+
+@pytest.mark.app.with_args(fails_after_answering)
+async def test_a_failure_after_a_whole_answer_does_not_cut_the_next_one(served: Served) -> None:
+    answer = await served.exchange(
+        b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.endswith(b"hello /b") and b"hello /a" in answer
+
+
+@pytest.mark.app.with_args(slow)
+async def test_a_pipelined_upgrade_is_answered_after_the_request_before_it(
+    served: Served,
+) -> None:
+    answer = await served.exchange(
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        b"\x81\x85garbage"
+    )
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    assert answer.index(b"hello /first") < answer.index(b"hello /ws")
+    assert answer.endswith(b"hello /ws")
+
+
+@pytest.mark.app.with_args(slow)
+async def test_a_pipelined_request_with_a_broken_body_leaves_the_one_before_it_answered(
+    served: Served,
+) -> None:
+    answer = await served.exchange(
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /broken HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"hello /first")
+    assert b"/broken" not in answer

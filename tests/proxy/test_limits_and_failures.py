@@ -111,6 +111,24 @@ def test_upstream_slower_than_timeout_is_504(stack: Stack) -> None:
     assert response.json()["error"] == "gateway_timeout"
 
 
+def test_a_connection_option_naming_content_length_cannot_smuggle_a_request(
+    stack: Stack,
+) -> None:
+    smuggled = b"GET /admin/secret HTTP/1.1\r\nHost: internal\r\n\r\n"
+    before = len(stack.upstream.seen)
+    answer = _raw(
+        stack.gateway.port,
+        b"POST /public/x HTTP/1.1\r\nHost: a\r\nConnection: content-length, close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled,
+        must_close=True,
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["body_length"] == len(smuggled)
+    time.sleep(0.3)
+    paths = [seen.path for seen in stack.upstream.seen[before:]]
+    assert paths == ["/public/x"], "the body was read upstream as a second request"
+
+
 def _raw(port: int, request: bytes, *, must_close: bool = False) -> bytes:
     """Send ``request`` as bytes; the answer, read until the gateway closes (or 3 s pass)."""
     with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:

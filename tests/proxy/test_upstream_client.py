@@ -11,6 +11,7 @@ import asyncio
 import base64
 import datetime
 import ipaddress
+import os
 import socket
 import ssl
 import struct
@@ -136,7 +137,7 @@ async def exchange(
     path: bytes = b"/",
     headers: list[tuple[bytes, bytes]] | None = None,
     body: AsyncIterator[bytes] | None = None,
-    chunked: bool = False,
+    length: int | None = None,
     timeout: float = 5.0,
 ) -> Relay:
     relay = Relay()
@@ -147,7 +148,7 @@ async def exchange(
         path=path,
         headers=headers or [],
         body=body,
-        chunked=chunked,
+        length=length,
         timeout=timeout,
         send=relay,
         response_headers=list,
@@ -276,9 +277,7 @@ async def test_a_body_without_a_declared_length_goes_upstream_chunk_encoded(
         return True
 
     async with Scripted(record) as upstream:
-        await exchange(
-            pool, upstream.url, method="POST", body=parts(b"hello ", b"world"), chunked=True
-        )
+        await exchange(pool, upstream.url, method="POST", body=parts(b"hello ", b"world"))
     assert b"transfer-encoding: chunked\r\n" in upstream.requests[0]
     assert seen == [b"hello world"]
 
@@ -297,7 +296,7 @@ async def test_an_early_answer_is_relayed_and_its_connection_not_reused(
             yield b"x" * 1024
 
     async with Scripted(refuse, reply(OK)) as upstream:
-        relay = await exchange(pool, upstream.url, method="POST", body=endless(), chunked=True)
+        relay = await exchange(pool, upstream.url, method="POST", body=endless())
         assert relay.status == 413
         assert (await exchange(pool, upstream.url)).body == b"ok"
     assert upstream.connections == 2
@@ -314,7 +313,7 @@ async def test_a_body_error_while_uploading_reaches_the_caller(pool: UpstreamPoo
 
     async with Scripted(wait) as upstream:
         with pytest.raises(BodyTooLarge):
-            await exchange(pool, upstream.url, method="POST", body=too_large(), chunked=True)
+            await exchange(pool, upstream.url, method="POST", body=too_large())
 
 
 async def test_no_answer_within_the_timeout_is_a_gateway_timeout(pool: UpstreamPool) -> None:
@@ -479,7 +478,7 @@ async def test_an_upload_longer_than_the_timeout_is_not_an_upstream_timeout(
             pool,
             upstream.url,
             method="POST",
-            headers=[(b"content-length", b"6144")],
+            length=6144,
             body=slow_body(),
             timeout=1.0,
         )
@@ -500,9 +499,7 @@ async def test_an_upload_that_stalls_past_the_timeout_is_a_gateway_timeout(
 
     async with Scripted(wait) as upstream:
         with pytest.raises(UpstreamTimeout):
-            await exchange(
-                pool, upstream.url, method="POST", body=stalled(), chunked=True, timeout=0.5
-            )
+            await exchange(pool, upstream.url, method="POST", body=stalled(), timeout=0.5)
 
 
 async def test_a_response_head_under_the_limit_in_two_segments_is_accepted(
@@ -543,7 +540,7 @@ async def test_an_answer_cut_by_a_reset_is_not_relayed_as_whole(pool: UpstreamPo
                 path=b"/",
                 headers=[],
                 body=None,
-                chunked=False,
+                length=None,
                 timeout=5.0,
                 send=relay,
                 response_headers=list,
@@ -561,3 +558,32 @@ async def test_bytes_after_a_whole_answer_keep_the_connection_out_of_the_pool(
         relay = await exchange(pool, upstream.url)
     assert (relay.status, relay.headers) == (200, [(b"content-length", b"2")])
     assert upstream.connections == 2
+
+
+async def test_a_connection_given_up_on_is_dropped_at_once(pool: UpstreamPool) -> None:
+    held: list[Any] = []
+
+    async def never_reads(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        held.append(writer)  # keeps its end open and reads nothing: a hung upstream
+        await asyncio.sleep(30)
+        return False
+
+    async def huge() -> AsyncIterator[bytes]:
+        for _ in range(256):
+            yield b"x" * 65536  # far more than the socket buffers hold
+
+    def open_descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async with Scripted(never_reads) as upstream:
+        before = open_descriptors()
+        with pytest.raises(UpstreamTimeout):
+            await exchange(
+                pool, upstream.url, method="POST", body=huge(), length=256 * 65536, timeout=0.3
+            )
+        await asyncio.sleep(0.3)
+        # The upstream's end is still open (held); the gateway's end, with unsent bytes
+        # queued, must be gone rather than wait forever to flush them.
+        assert open_descriptors() <= before + 1
+        for writer in held:
+            writer.close()
