@@ -150,7 +150,7 @@ class FrontDoor:
                 content_length = value
             elif name == b"transfer-encoding":
                 chunked = True
-                other_coding = value.strip().lower() != b"chunked"
+                other_coding = other_coding or value.strip().lower() != b"chunked"
             elif name == b"origin":
                 origin = value
             elif name == b"access-control-request-method":

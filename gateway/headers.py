@@ -80,8 +80,13 @@ class HeaderPolicy:
             r.name: tuple((n.encode(), v.encode("latin-1")) for n, v in r.headers.set)
             for r in config.routes
         }
+        # A route's `set` replaces the client's header of that name, and `remove` takes it out
+        # in its `_` spelling too (X_Debug reads as X-Debug to CGI, WSGI and PHP stacks).
         self._remove = {
-            r.name: frozenset(n.encode() for n in r.headers.remove) for r in config.routes
+            r.name: frozenset(
+                n.encode().lower() for n in (*r.headers.remove, *(n for n, _ in r.headers.set))
+            )
+            for r in config.routes
         }
 
     def is_trusted(self, peer: str | None) -> bool:
@@ -133,7 +138,10 @@ class HeaderPolicy:
                 if name == b"host":
                     host = value
                 continue
-            if b"_" in name and name.replace(b"_", b"-") in self._protected_spellings:
+            if b"_" in name and (
+                (dashed := name.replace(b"_", b"-")) in self._protected_spellings
+                or dashed in remove
+            ):
                 continue
             if name in _FORWARDING:
                 if trusted:

@@ -114,6 +114,10 @@ class _HeadTooLarge(Exception):
     """Raised from the parser's callback to stop it at a head over the bound."""
 
 
+class _UpgradeWithBody(Exception):
+    """Raised from the parser's callback to stop it at an upgrade request that has a body."""
+
+
 class ClientDisconnected(OSError):
     """``send`` on a connection the client has closed (ASGI 2.4: a subclass of OSError)."""
 
@@ -442,6 +446,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
             if isinstance(exc.__context__, _HeadTooLarge):
                 self._refuse(_HEAD_TOO_LARGE)
                 return
+            if isinstance(exc.__context__, _UpgradeWithBody):
+                self._refuse(_MALFORMED)
+                return
             broken = self._parsing
             if broken is None:
                 self._refuse(_MALFORMED)  # a head: answered after the requests before it
@@ -492,6 +499,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            # A chunked body's trailer field: never merged into the headers, which were
+            # checked already (RFC 9110 §6.5), and never forwarded.
+            return
         self._head_bytes += len(name) + len(value) + 4
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
@@ -503,6 +514,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self._head_bytes > MAX_HEAD_BYTES:
             raise _HeadTooLarge()  # stops the parser: nothing after this head is read
         parser = self.parser
+        if parser.should_upgrade() and any(
+            name in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+        ):
+            # llhttp ends an upgrade request at its head and never delivers the body it
+            # declares: forwarding the declared length with no bytes would leave the upstream
+            # reading the next request as this body. No upgrade is served, so refuse it.
+            raise _UpgradeWithBody()
         http_version = parser.get_http_version()
         url = httptools.parse_url(self._url)
         raw_path: bytes = url.path

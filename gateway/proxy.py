@@ -120,7 +120,7 @@ async def forward(
             conn, reused = await _connect(pool, target)
             conn.send_head(head, head_only=method == "HEAD")
             if body is not None:
-                upload = asyncio.ensure_future(_upload(conn, body, chunked))
+                upload = asyncio.ensure_future(_upload(conn, body, chunked, length))
             try:
                 await conn.read_head(timeout)
             except UpstreamBroken as exc:
@@ -184,13 +184,21 @@ async def _connect(pool: UpstreamPool, target: Target) -> tuple[Connection, bool
         raise UpstreamUnreachable("the upstream could not be reached", connect=True) from exc
 
 
-async def _upload(conn: Connection, body: AsyncIterator[bytes], chunked: bool) -> None:
+async def _upload(
+    conn: Connection, body: AsyncIterator[bytes], chunked: bool, length: int | None
+) -> None:
     """Stream the client's body upstream while the answer is read; failures go to the reader."""
     try:
+        sent = 0
         async for chunk in body:
+            sent += len(chunk)
             await conn.write(chunk, chunked=chunked)
         if chunked:
             await conn.write(b"0\r\n\r\n", chunked=False)
+        elif sent != length:
+            # Fewer bytes than the declared length: the upstream still waits for the rest and
+            # would read the next request on this connection as it. Never pool it.
+            conn.fail(UpstreamBroken("the request body was shorter than declared", answered=True))
     except UpstreamBroken:
         pass  # the reader meets the same failure
     except Exception as exc:  # BodyTooLarge, ClientGone: the reader raises them

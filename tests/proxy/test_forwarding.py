@@ -169,6 +169,18 @@ def test_strip_prefix_and_header_rules(stack: Stack) -> None:
     assert "x-debug" not in headers
 
 
+def test_a_set_header_replaces_the_clients_and_remove_catches_the_underscore_spelling(
+    stack: Stack,
+) -> None:
+    response = httpx.get(
+        f"{stack.url}/api/v1/things",
+        headers=[("X-Env", "prod-from-client"), ("X_Debug", "1"), ("x_env", "also-client")],
+    )
+    headers = response.json()["headers"]
+    assert [v for k, v in headers if k == "x-env"] == ["test"]
+    assert not [k for k, _ in headers if k in ("x_debug", "x_env")]
+
+
 def test_unknown_path_is_404_json(stack: Stack) -> None:
     response = httpx.get(f"{stack.url}/nowhere")
     assert response.status_code == 404

@@ -489,3 +489,23 @@ async def test_a_pipelined_request_with_a_broken_body_leaves_the_one_before_it_a
     )
     assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"hello /first")
     assert b"/broken" not in answer
+
+
+async def header_names(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    while (await receive()).get("more_body"):
+        pass
+    await asyncio.sleep(0.2)  # the trailer has long arrived
+    body = b",".join(name for name, _ in scope["headers"])
+    headers = [(b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.app.with_args(header_names)
+async def test_chunked_trailer_fields_never_join_the_headers(served: Served) -> None:
+    answer = await served.exchange(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nAuthorization: Bearer forged\r\nX-Late: 1\r\n\r\n"
+    )
+    names = answer.split(b"\r\n\r\n", 1)[1]
+    assert names == b"host,transfer-encoding,connection"

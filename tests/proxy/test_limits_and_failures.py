@@ -8,6 +8,7 @@ import socket
 import time
 
 import httpx
+import pytest
 
 from tests.proxy.conftest import Stack
 from tests.upstream import CHUNK, pattern_sha256
@@ -129,6 +130,20 @@ def test_a_connection_option_naming_content_length_cannot_smuggle_a_request(
     assert paths == ["/public/x"], "the body was read upstream as a second request"
 
 
+def test_an_upgrade_request_with_a_body_is_400_and_closed(stack: Stack) -> None:
+    # llhttp would end this request at its head and never deliver the declared body; the
+    # upstream, told the length, would read the next request as that body.
+    before = len(stack.upstream.seen)
+    answer = _raw(
+        stack.gateway.port,
+        b"GET /public/a HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\nConnection: Upgrade\r\n"
+        b"Content-Length: 120\r\n\r\n",
+        must_close=True,
+    )
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert len(stack.upstream.seen) == before
+
+
 def _raw(port: int, request: bytes, *, must_close: bool = False) -> bytes:
     """Send ``request`` as bytes; the answer, read until the gateway closes (or 3 s pass)."""
     with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
@@ -204,11 +219,17 @@ def test_headers_over_32_kib_are_431(stack: Stack) -> None:
     assert response.json()["error"] == "request_header_fields_too_large"
 
 
-def test_a_transfer_coding_other_than_chunked_is_501(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    "codings",
+    [
+        pytest.param(b"Transfer-Encoding: gzip, chunked\r\n", id="in one header"),
+        pytest.param(b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", id="in two"),
+    ],
+)
+def test_a_transfer_coding_other_than_chunked_is_501(stack: Stack, codings: bytes) -> None:
     answer = _raw(
         stack.gateway.port,
-        b"POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
-        b"5\r\nhello\r\n0\r\n\r\n",
+        b"POST /public/x HTTP/1.1\r\nHost: a\r\n" + codings + b"\r\n5\r\nhello\r\n0\r\n\r\n",
     )
     assert answer.startswith(b"HTTP/1.1 501")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -587,3 +588,17 @@ async def test_a_connection_given_up_on_is_dropped_at_once(pool: UpstreamPool) -
         assert open_descriptors() <= before + 1
         for writer in held:
             writer.close()
+
+
+async def test_a_body_shorter_than_declared_keeps_the_connection_out_of_the_pool(
+    pool: UpstreamPool,
+) -> None:
+    async def answers_at_once(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        writer.write(OK)  # answers without reading the body it was promised
+        return True
+
+    async with Scripted(answers_at_once, reply(OK)) as upstream:
+        with contextlib.suppress(UpstreamUnreachable):
+            await exchange(pool, upstream.url, method="POST", body=parts(b"abc"), length=10)
+        assert (await exchange(pool, upstream.url)).body == b"ok"
+    assert upstream.connections == 2
