@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -159,6 +161,7 @@ class GatewayApp:
         if self._fingerprint is None:
             self._fingerprint = fingerprint(config)
         self._tasks.append(asyncio.create_task(self._watch()))
+        self.access_log.start()
         self._tasks.append(asyncio.create_task(self._publish()))
         # What startup allocated lives as long as the worker: keep it out of every collection.
         gc.collect()
@@ -277,12 +280,19 @@ class GatewayApp:
     async def _publish(self) -> None:
         """Write buffered access-log lines every 0.2 s and the metrics snapshot every second."""
         tick = 0
+        warned = -math.inf
         while True:
             await asyncio.sleep(0.2)
             self.access_log.flush()
             tick += 1
             if tick % 5 == 0:
-                await asyncio.to_thread(publish_snapshot)
+                try:
+                    await asyncio.to_thread(publish_snapshot)
+                except OSError as exc:
+                    # Metrics of this worker go stale; the access log must not stop with them.
+                    if time.monotonic() - warned > 60:
+                        warned = time.monotonic()
+                        log.warning("cannot publish this worker's metrics: %s", exc)
 
     async def shutdown(self) -> None:
         for task in [*self._tasks, *self._jwks_loops.values()]:
@@ -297,5 +307,6 @@ class GatewayApp:
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.close()
-        self.access_log.flush()
-        publish_snapshot()
+        await asyncio.to_thread(self.access_log.close)
+        with contextlib.suppress(OSError):
+            publish_snapshot()

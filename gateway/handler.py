@@ -9,6 +9,7 @@ the token service after the same framing checks.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -91,6 +92,11 @@ class FrontDoor:
             await self._handle(rt, scope, receive, send, record)
         except OSError:
             record.status = 499  # the client left (ASGI 2.4's send raises OSError): no one to tell
+        except asyncio.CancelledError:
+            # Cut at the end of a graceful stop: what the client saw is the upstream's status if
+            # the answer had started, else the server's 503.
+            record.status = record.upstream_status or 503
+            raise
         except Exception as exc:
             # A bug, not bad input: one line naming where, never the message (it could quote a
             # header or a token), and an answer if none has started.
@@ -341,53 +347,56 @@ class FrontDoor:
 
         exchange = Exchange()
         body = request_body(receive, route.max_body, exchange) if has_body else None
-        targets = self._balancer.order(route)
-        for attempt, target in enumerate(targets):
-            try:
-                await forward(
-                    rt.pool,
-                    method=method,
-                    target=rt.targets[target],
-                    path=target_path,
-                    headers=upstream_headers,
-                    body=body,
-                    length=declared,
-                    timeout=route.timeout,
-                    send=send,
-                    response_headers=response_headers,
-                    exchange=exchange,
-                )
-            except UpstreamError as exc:
-                UPSTREAM_FAILURES.labels(route.name, "connect" if exc.connect else "io").inc()
-                if exc.connect:
-                    self._balancer.failed(target)
-                retry = (
-                    not exchange.body_started
-                    and not exchange.response_started
-                    and (exc.connect or method in IDEMPOTENT)
-                )
-                if retry and attempt + 1 < len(targets):
-                    continue
-                await self._upstream_failed(send, record, exchange, exc)
-            except BodyTooLarge:
-                if not exchange.response_started:
-                    await self._error(
-                        send,
-                        record,
-                        413,
-                        "The request body is larger than this route allows",
-                        close=True,
+        try:
+            targets = self._balancer.order(route)
+            for attempt, target in enumerate(targets):
+                try:
+                    await forward(
+                        rt.pool,
+                        method=method,
+                        target=rt.targets[target],
+                        path=target_path,
+                        headers=upstream_headers,
+                        body=body,
+                        length=declared,
+                        timeout=route.timeout,
+                        send=send,
+                        response_headers=response_headers,
+                        exchange=exchange,
                     )
-            except ClientGone:
-                record.status = 499
-            else:
-                self._balancer.succeeded(target)
-                record.status = exchange.upstream_status or 0
-            break
-        record.upstream_status = exchange.upstream_status
-        record.upstream_ms = exchange.upstream_seconds * 1000 if exchange.attempted else None
-        record.bytes_in = exchange.bytes_in
-        record.bytes_out = exchange.bytes_out
+                except UpstreamError as exc:
+                    UPSTREAM_FAILURES.labels(route.name, "connect" if exc.connect else "io").inc()
+                    if exc.connect:
+                        self._balancer.failed(target)
+                    retry = (
+                        not exchange.body_started
+                        and not exchange.response_started
+                        and (exc.connect or method in IDEMPOTENT)
+                    )
+                    if retry and attempt + 1 < len(targets):
+                        continue
+                    await self._upstream_failed(send, record, exchange, exc)
+                except BodyTooLarge:
+                    if not exchange.response_started:
+                        await self._error(
+                            send,
+                            record,
+                            413,
+                            "The request body is larger than this route allows",
+                            close=True,
+                        )
+                except ClientGone:
+                    record.status = 499
+                else:
+                    self._balancer.succeeded(target)
+                    record.status = exchange.upstream_status or 0
+                break
+        finally:
+            # Filled whatever ended the exchange: a client gone, a shutdown's cancellation.
+            record.upstream_status = exchange.upstream_status
+            record.upstream_ms = exchange.upstream_seconds * 1000 if exchange.attempted else None
+            record.bytes_in = exchange.bytes_in
+            record.bytes_out = exchange.bytes_out
 
     async def _to_login(self, send: Send, record: AccessRecord, path: str, query: bytes) -> None:
         """A browser navigation without a token goes to the sign-in page, and back after."""

@@ -70,6 +70,24 @@ def _valid_name(name: bytes) -> bool:
     return True
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+def _answer(status: int, code: str, description: str) -> list[Message]:
+    body = json.dumps({"error": code, "error_description": description}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"connection", b"close"),
+    ]
+    return [
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    ]
+
+
 def _status_line(status: int) -> bytes:
     try:
         phrase = http.HTTPStatus(status).phrase.encode()
@@ -96,18 +114,8 @@ _HEAD_TOO_LARGE = _refusal(
 _MALFORMED = _refusal(400, "invalid_request", "The request is malformed")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DISCONNECT: Message = {"type": "http.disconnect"}
-_INTERNAL_ERROR: list[Message] = [
-    {
-        "type": "http.response.start",
-        "status": 500,
-        "headers": [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"21"),
-            (b"connection", b"close"),
-        ],
-    },
-    {"type": "http.response.body", "body": b"Internal Server Error"},
-]
+_INTERNAL_ERROR = _answer(500, "internal_error", "Internal error")
+_STOPPING = _answer(503, "unavailable", "The gateway is stopping; retry")
 
 
 class _HeadTooLarge(Exception):
@@ -174,6 +182,15 @@ class Exchange:
             elif self.complete:
                 # The answer is out whole (the next pipelined one may be going): leave it be.
                 log.error("unexpected %s in the application after its answer", type(exc).__name__)
+            elif isinstance(exc, asyncio.CancelledError):
+                # The end of a graceful stop's wait: expected, and said as JSON like the rest.
+                log.info("a request was still running when the server stopped")
+                if not self.started:
+                    for message in _STOPPING:
+                        await self.send(message)
+                else:
+                    self._flush_head()
+                    self._conn.close()
             elif not self.started:
                 log.error("unexpected %s in the application (answer 500)", type(exc).__name__)
                 for message in _INTERNAL_ERROR:
@@ -356,6 +373,9 @@ class Exchange:
 
 class GatewayHttpProtocol(asyncio.Protocol):
     """One client connection."""
+
+    # nginx's send_timeout: the longest a client may take nothing while an answer waits.
+    send_timeout = 60.0
 
     def __init__(
         self,
@@ -614,11 +634,20 @@ class GatewayHttpProtocol(asyncio.Protocol):
             transport.writelines(parts)
 
     async def drain(self) -> None:
+        """Wait until the client takes more; one that takes nothing for ``send_timeout`` is
+        cut off, so a client that stops reading cannot hold its request (and the upstream
+        connection behind it) for as long as it stays connected."""
         if self.write_paused:
             drain = self._drain = self.loop.create_future()
+            timer = self.loop.call_later(self.send_timeout, _expire, drain)
             try:
                 await drain
+            except TimeoutError:
+                if self.transport is not None:
+                    self.transport.abort()
+                raise ClientDisconnected("the client stopped reading") from None
             finally:
+                timer.cancel()
                 self._drain = None
 
     def pause_reading(self) -> None:

@@ -23,7 +23,9 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +47,10 @@ REUSE_DETECTIONS = Counter(
 )
 STORE_ERRORS = Counter("gateway_store_errors_total", "Failed store operations", ["operation"])
 RELOADS = Counter("gateway_config_reloads_total", "Configuration reloads", ["result"])
+ACCESS_LOG_DROPPED = Counter(
+    "gateway_access_log_dropped_lines_total",
+    "Access-log lines dropped because stdout stopped taking them",
+)
 UPSTREAM_FAILURES = Counter(
     "gateway_upstream_failures_total", "Upstream connection failures", ["route", "kind"]
 )
@@ -214,8 +220,18 @@ def _nullable(value: str | None) -> str:
     return "null" if value is None else encode_basestring_ascii(value)
 
 
+# Chunks (one per flush, every 0.2 s) waiting for a stalled stdout before lines are dropped:
+# about 3 s of traffic, a few MiB at most.
+_BACKLOG_CHUNKS = 16
+
+
 class AccessLog:
-    """Counts every request in the metrics and buffers its log line for stdout."""
+    """Counts every request in the metrics and buffers its log line for stdout.
+
+    Lines are written by a thread of their own once ``start`` is called: stdout may be a pipe
+    to a log shipper that stalls, and a blocking write on the event loop would stop the
+    worker's requests with it. When the backlog is full, lines are dropped and counted
+    (``gateway_access_log_dropped_lines_total``) rather than holding up a single request."""
 
     def __init__(self, fmt: str = "json", stream: TextIO | None = None) -> None:
         self.fmt = fmt
@@ -223,6 +239,24 @@ class AccessLog:
         self._buffer: list[str] = []
         self._second = -1
         self._stamp = ""
+        self._chunks: queue.Queue[str | None] = queue.Queue(maxsize=_BACKLOG_CHUNKS)
+        self._writer: threading.Thread | None = None
+        self._warned_at = 0.0
+
+    def start(self) -> None:
+        """Write from a thread from now on."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="access-log", daemon=True)
+            self._writer.start()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Hand over what is buffered and wait (a bounded time) for it to be written."""
+        self.flush()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(queue.Full):
+                self._chunks.put(None, timeout=timeout)
+            writer.join(timeout)
 
     def finish(self, record: AccessRecord, started: float) -> None:
         """Count the request in the metrics and queue its log line."""
@@ -234,18 +268,40 @@ class AccessLog:
         self._buffer.append(
             self._text(record, elapsed) if self.fmt == "text" else self._json(record, elapsed)
         )
-        if len(self._buffer) >= 256:
+        if self._writer is None and len(self._buffer) >= 256:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered lines in one go."""
-        if self._buffer:
-            lines, self._buffer = self._buffer, []
-            try:
-                self.stream.write("".join(lines))
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass  # stdout closed: nothing to log to, and no reason to fail a request
+        """Hand the buffered lines to the writer (or write them, before ``start``)."""
+        if not self._buffer:
+            return
+        lines, self._buffer = self._buffer, []
+        chunk = "".join(lines)
+        if self._writer is None:
+            self._write(chunk)
+            return
+        try:
+            self._chunks.put_nowait(chunk)
+        except queue.Full:
+            ACCESS_LOG_DROPPED.inc(len(lines))
+            now = time.monotonic()
+            if now - self._warned_at > 60:
+                self._warned_at = now
+                logging.getLogger("gateway").warning(
+                    "stdout is not taking access-log lines: dropping them (counted in "
+                    "gateway_access_log_dropped_lines_total)"
+                )
+
+    def _write_loop(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._write(chunk)
+
+    def _write(self, chunk: str) -> None:
+        try:
+            self.stream.write(chunk)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # stdout closed: nothing to log to, and no reason to fail a request
 
     def _now(self) -> str:
         now = time.time()

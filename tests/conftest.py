@@ -75,6 +75,7 @@ class GatewayProcess:
         env: dict[str, str] | None = None,
         admin_port: int | None = None,
         extra_args: tuple[str, ...] = (),
+        stdout_fd: int | None = None,
     ) -> None:
         self.config_path = config_path
         self.port = port
@@ -99,7 +100,7 @@ class GatewayProcess:
                 str(workers),
                 *extra_args,
             ],
-            stdout=self._out,
+            stdout=self._out if stdout_fd is None else stdout_fd,
             stderr=self._err,
             cwd=ROOT,
             env={**os.environ, **(env or {})},
@@ -155,6 +156,7 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
         env: dict[str, str] | None = None,
         name: str = "routes.yaml",
         extra_args: tuple[str, ...] = (),
+        stdout_fd: int | None = None,
     ) -> GatewayProcess:
         path = tmp_path / name
         text = textwrap.dedent(config_text)
@@ -167,7 +169,9 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
             else:
                 text = "server:\n" + admin + text
         path.write_text(text)
-        gateway = GatewayProcess(path, free_port(), workers, env, admin_port, extra_args)
+        gateway = GatewayProcess(
+            path, free_port(), workers, env, admin_port, extra_args, stdout_fd=stdout_fd
+        )
         started.append(gateway)
         return gateway
 

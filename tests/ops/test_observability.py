@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -174,3 +176,31 @@ def test_readyz_names_a_trusted_issuer_whose_jwks_was_never_fetched(
     ready = httpx.get(f"{gateway.admin_url}/readyz")
     assert ready.status_code == 503
     assert "JWKS of https://idp.test/ never fetched" in ready.json()["reasons"]
+
+
+def test_a_stalled_stdout_drops_log_lines_instead_of_stopping_requests(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    unread, stdout = os.pipe()  # a log shipper that stopped reading: the pipe fills
+    try:
+        gateway = start_gateway(_config(port), stdout_fd=stdout)
+        os.close(stdout)
+        answered = 0
+        deadline = time.monotonic() + 5  # past the ~3 s of lines held back for a slow reader
+        with httpx.Client(timeout=3) as client:
+            while time.monotonic() < deadline:
+                assert client.get(f"{gateway.url}/open").status_code == 200
+                answered += 1
+        assert answered > 1000  # far more lines than the 64 KiB pipe holds
+
+        def dropped() -> float:
+            text = httpx.get(f"{gateway.admin_url}/metrics").text
+            found = re.search(r"^gateway_access_log_dropped_lines_total ([0-9.e+]+)$", text, re.M)
+            return float(found.group(1)) if found else 0.0
+
+        assert _wait_for(dropped, 3.0) > 0
+    finally:
+        threading.Thread(  # let the gateway write what it still holds, then stop
+            target=lambda: [os.read(unread, 1 << 20) for _ in range(1000)], daemon=True
+        ).start()

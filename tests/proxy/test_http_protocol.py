@@ -60,13 +60,15 @@ class Served:
             writer.close()
 
 
-async def serve(app: App, *, keep_alive: float = 5.0) -> tuple[Served, asyncio.Task[None]]:
+async def serve(
+    app: App, *, keep_alive: float = 5.0, protocol: type[GatewayHttpProtocol] = GatewayHttpProtocol
+) -> tuple[Served, asyncio.Task[None]]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
-        http=GatewayHttpProtocol,
+        http=protocol,
         loop="none",
         lifespan="off",
         log_config=None,
@@ -509,3 +511,42 @@ async def test_chunked_trailer_fields_never_join_the_headers(served: Served) -> 
     )
     names = answer.split(b"\r\n\r\n", 1)[1]
     assert names == b"host,transfer-encoding,connection"
+
+
+class QuickToGiveUp(GatewayHttpProtocol):
+    send_timeout = 0.3
+
+
+async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout() -> None:
+    outcomes.clear()
+    server, task = await serve(endless, protocol=QuickToGiveUp)
+    try:
+        _, writer = await server.connect()
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # and never reads again
+        for _ in range(150):
+            if outcomes:
+                break
+            await asyncio.sleep(0.02)
+        assert outcomes == ["told"]
+        writer.close()
+    finally:
+        server.server.should_exit = True
+        await task
+
+
+async def forever(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await asyncio.sleep(3600)
+
+
+@pytest.mark.app.with_args(forever)
+async def test_a_request_cut_by_the_end_of_a_graceful_stop_gets_a_json_503(
+    served: Served,
+) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    await asyncio.sleep(0.1)
+    served.server.should_exit = True  # the fixture's server waits 1 s, then cancels
+    answer = await asyncio.wait_for(reader.read(-1), 5)
+    assert answer.startswith(b"HTTP/1.1 503 Service Unavailable")
+    assert b'"error": "unavailable"' in answer
+    writer.close()
