@@ -1,8 +1,9 @@
 """Round robin over a route's targets, with passive health.
 
-A target that refuses a connection or does not accept one within the connect timeout is rested
-for a while; requests go to the others. When every target is resting they are all tried
-anyway, so a recovered target is found without a separate health checker.
+A target that refuses a connection, does not accept one within the connect timeout, or does
+not answer within the route's timeout is rested for a while (as nginx's max_fails=1 does);
+requests go to the others. When every target is resting they are all tried anyway, so a
+recovered target is found without a separate health checker.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Balancer:
         return healthy + resting
 
     def failed(self, target: str) -> None:
-        """``target`` could not be connected to: rest it."""
+        """``target`` could not be connected to, or did not answer in time: rest it."""
         self._down_until[target] = self._clock() + self._rest
 
     def succeeded(self, target: str) -> None:

@@ -35,7 +35,9 @@ from gateway.proxy import (
     BodyTooLarge,
     ClientGone,
     Exchange,
+    GatewayOverloaded,
     UpstreamError,
+    UpstreamTimeout,
     forward,
     request_body,
 )
@@ -364,9 +366,12 @@ class FrontDoor:
                         response_headers=response_headers,
                         exchange=exchange,
                     )
+                except GatewayOverloaded as exc:
+                    await self._upstream_failed(send, record, exchange, exc)
                 except UpstreamError as exc:
                     UPSTREAM_FAILURES.labels(route.name, "connect" if exc.connect else "io").inc()
-                    if exc.connect:
+                    if exc.connect or isinstance(exc, UpstreamTimeout):
+                        # Refused, or accepting but not answering in time: rest it either way.
                         self._balancer.failed(target)
                     retry = (
                         not exchange.body_started

@@ -12,6 +12,7 @@ carry the gateway's answer: unreachable is 502, no answer within the route's tim
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -47,6 +48,13 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     code = "gateway_timeout"
+
+
+class GatewayOverloaded(UpstreamError):
+    """This worker is out of file descriptors: the upstream is not to blame, and not rested."""
+
+    status = 503
+    code = "overloaded"
 
 
 class BodyTooLarge(Exception):
@@ -181,6 +189,10 @@ async def _connect(pool: UpstreamPool, target: Target) -> tuple[Connection, bool
             "the upstream did not accept a connection in time", connect=True
         ) from exc
     except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise GatewayOverloaded(
+                "the gateway has no connection to spare; retry", connect=False
+            ) from exc
         raise UpstreamUnreachable("the upstream could not be reached", connect=True) from exc
 
 

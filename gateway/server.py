@@ -22,6 +22,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -50,6 +51,17 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def raise_descriptor_limit() -> None:
+    """Every client and upstream connection is a descriptor: use the hard limit, not the soft
+    one (often 1,024), so a burst of connections is not refused by the gateway itself.
+    Workers inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1_048_576
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -149,6 +161,7 @@ def serve(
     log_format: str,
 ) -> int:
     """Run the gateway in the foreground until it is stopped; the exit status."""
+    raise_descriptor_limit()
     plan = WorkerPlan(config, loaded_from, log_format, workers)
     admin_host, admin_port = config.server.admin.host, config.server.admin.port
     metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import re
+import resource
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +39,67 @@ def test_one_dead_target_of_two_every_request_succeeds_and_the_dead_one_is_reste
     )
     assert match is not None, metrics
     assert 1 <= float(match.group(1)) <= 3
+
+
+def test_a_target_that_accepts_but_never_answers_is_rested(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    hung = socket.socket()  # the kernel accepts connections; nobody ever answers
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    try:
+        gateway = start_gateway(
+            "routes:\n  - name: pool\n    path: /pool\n    auth: public\n    timeout: 500ms\n"
+            f"    upstream: [http://127.0.0.1:{hung.getsockname()[1]}, http://127.0.0.1:{port}]\n"
+        )
+        started = time.monotonic()
+        statuses = [httpx.get(f"{gateway.url}/pool", timeout=5).status_code for _ in range(8)]
+        elapsed = time.monotonic() - started
+    finally:
+        hung.close()
+    assert statuses == [200] * 8  # a GET that timed out is retried on the other target
+    assert elapsed < 1.4, f"{elapsed:.1f} s: the hung target kept getting requests"
+
+
+def test_the_gateway_raises_its_descriptor_limit_to_the_hard_limit(tmp_path: Path) -> None:
+    SigningKey(tmp_path / "keys", "EdDSA")
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
+        f"server:\n  admin: {{port: {free_port()}}}\n"
+        "routes:\n  - name: open\n    path: /open\n    auth: public\n"
+        "    upstream: http://127.0.0.1:9\n"
+    )
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ],
+        # Started the way many init systems start services: a soft limit of 512.
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        soft = "512"
+        while soft == "512" and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            limits = Path(f"/proc/{proc.pid}/limits").read_text()
+            soft = re.search(r"Max open files\s+(\S+)", limits).group(1)  # type: ignore[union-attr]
+        assert soft == str(hard if hard != resource.RLIM_INFINITY else 1_048_576)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_all_targets_down_is_502(start_gateway: Callable[..., GatewayProcess]) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import errno
 import ipaddress
 import os
 import socket
@@ -29,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from gateway.proxy import (
     BodyTooLarge,
     Exchange,
+    GatewayOverloaded,
     UpstreamTimeout,
     UpstreamUnreachable,
     forward,
@@ -602,3 +604,15 @@ async def test_a_body_shorter_than_declared_keeps_the_connection_out_of_the_pool
             await exchange(pool, upstream.url, method="POST", body=parts(b"abc"), length=10)
         assert (await exchange(pool, upstream.url)).body == b"ok"
     assert upstream.connections == 2
+
+
+async def test_a_worker_out_of_descriptors_answers_503_and_blames_no_upstream(
+    pool: UpstreamPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def exhausted(target: Target) -> Any:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(pool, "connect", exhausted)  # the real limit is the machine's
+    with pytest.raises(GatewayOverloaded) as caught:
+        await exchange(pool, "http://127.0.0.1:9")
+    assert (caught.value.status, caught.value.connect) == (503, False)
