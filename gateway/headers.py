@@ -53,15 +53,14 @@ _FORWARDING = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
 )
 # Set by the HTTP client from the URL and body, or handled by the gateway itself.
-_CLIENT_OWNED = frozenset({b"host", b"expect", b"via", b"x-request-id"})
+_CLIENT_OWNED = frozenset({b"host", b"expect", b"via", b"x-request-id", b"content-length"})
 
 
 class HeaderPolicy:
     """Per-configuration header rules, compiled once; methods are the per-request work."""
 
     def __init__(self, config: Config) -> None:
-        self.identity = tuple((name.encode(), claim) for name, claim in config.identity_headers)
-        self._identity_names = frozenset(name for name, _ in self.identity)
+        self._identity_names = frozenset(name.encode() for name, _ in config.identity_headers)
         self._gateway_cookies = frozenset(
             name.encode()
             for name in (
@@ -73,9 +72,7 @@ class HeaderPolicy:
         self._always_drop = HOP_BY_HOP | _REROUTING | _CLIENT_OWNED | self._identity_names
         # Many stacks (CGI, WSGI, PHP) read ``X_Forwarded_For`` as ``X-Forwarded-For``: a client
         # header whose ``_`` spelling names a header the gateway controls never passes.
-        self._protected_spellings = (
-            self._always_drop | _FORWARDING | {b"authorization", b"cookie", b"content-length"}
-        )
+        self._protected_spellings = self._always_drop | _FORWARDING | {b"authorization", b"cookie"}
         self._set = {
             r.name: tuple((n.encode(), v.encode("latin-1")) for n, v in r.headers.set)
             for r in config.routes

@@ -37,7 +37,6 @@ MAX_RESPONSE_HEAD = 64 * 1024
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
 _SWEEP_EVERY = 10.0
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 
 class UpstreamBroken(Exception):
@@ -63,6 +62,7 @@ class Target:
     host_header: bytes
     base_path: bytes
     authorization: bytes | None
+    key: tuple[str, int, bool]  # what the pool files connections under
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -86,11 +86,8 @@ class Target:
             host_header=host_header.encode("idna" if not host.isascii() else "ascii"),
             base_path=parts.path.rstrip("/").encode(),
             authorization=authorization,
+            key=(host, port, tls),
         )
-
-    @property
-    def key(self) -> tuple[str, int, bool]:
-        return (self.host, self.port, self.tls)
 
 
 def request_head(
@@ -104,10 +101,10 @@ def request_head(
 ) -> bytes:
     """The request line and headers, ready for one write.
 
-    The framing is the gateway's, never the headers': ``length`` (the client's declared body
-    length) or ``chunked``. A ``Content-Length`` or ``Transfer-Encoding`` among ``headers``
-    is dropped: a client's ``Connection: content-length`` must not be able to strip the
-    length and let the body be read upstream as a second, unchecked request."""
+    The framing is the gateway's: ``length`` (the client's declared body length) or
+    ``chunked``; the header policy never passes a client's ``Content-Length`` or
+    ``Transfer-Encoding`` on, so a ``Connection: content-length`` cannot strip the length and
+    let the body be read upstream as a second, unchecked request."""
     parts = [
         method.encode("ascii"),
         b" ",
@@ -118,7 +115,7 @@ def request_head(
         b"\r\n",
     ]
     for name, value in headers:
-        if name in _FRAMING or (name == b"authorization" and target.authorization is not None):
+        if name == b"authorization" and target.authorization is not None:
             continue
         parts += (name, b": ", value, b"\r\n")
     if target.authorization is not None:

@@ -267,3 +267,20 @@ def test_check_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"{tmp_path / 'no.yaml'}: file not found"
+
+
+@pytest.mark.parametrize(
+    "header", ["Host", "Content-Length", "Transfer-Encoding", "X-Forwarded-For"]
+)
+def test_headers_set_may_not_set_a_header_that_frames_or_routes_the_request(header: str) -> None:
+    found = problems(MINIMAL + f"    headers: {{set: {{{header}: x}}}}\n")
+    assert any(f"headers.set: {header} is the gateway's to set" in p for p in found), found
+
+
+def test_headers_set_may_give_the_upstream_a_static_authorization() -> None:
+    config = parse_config(
+        MINIMAL + "    headers: {set: {Authorization: Bearer upstream-key}}\n",
+        Path("/etc/gw/routes.yaml"),
+        {},
+    )
+    assert config.routes[0].headers.set == (("authorization", "Bearer upstream-key"),)

@@ -27,27 +27,11 @@ from gateway.config.model import (
     origin_of,
 )
 from gateway.config.reader import NO_STRINGS, TOKEN_CHARS
-from gateway.config.routes import RouteChecks
+from gateway.config.routes import PROTECTED_HEADERS, RouteChecks
 from gateway.store import KNOWN_SCHEMES
 from gateway.units import parse_duration, parse_size
 from gateway.yaml_source import Path_
 
-# Headers the gateway owns on the way upstream; an identity header may not reuse them.
-_PROTECTED_HEADERS = frozenset(
-    {
-        "host",
-        "authorization",
-        "cookie",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-request-id",
-        "via",
-    }
-)
 _DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256",)
 
 
@@ -294,7 +278,7 @@ class Builder(RouteChecks):
         result: list[tuple[str, str]] = []
         for header, claim in value.items():
             name = header.lower().replace("_", "-")
-            if not TOKEN_CHARS.match(header) or name in _PROTECTED_HEADERS:
+            if not TOKEN_CHARS.match(header) or name in PROTECTED_HEADERS:
                 self.error((*p, header), f"identity_headers: {header!r} cannot be used")
             if not isinstance(claim, str) or not claim:
                 self.error((*p, header), f"identity_headers: {header} must name a claim")

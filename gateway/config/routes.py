@@ -11,6 +11,26 @@ from gateway.units import UnitError, parse_duration, parse_rate, parse_size
 from gateway.yaml_source import Path_
 
 RESERVED_PREFIXES = ("/auth", "/.well-known")
+# Headers the gateway owns on the way upstream: an identity header may not reuse them, and a
+# route's headers.set may not set those that frame or route the request (a static
+# Authorization or Cookie for the upstream is a fair use of headers.set).
+PROTECTED_HEADERS = frozenset(
+    {
+        "host",
+        "authorization",
+        "cookie",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+        "via",
+    }
+)
+_SETTABLE_OWNED = frozenset({"authorization", "cookie"})
+
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _METHOD = re.compile(r"^[A-Z]+$")
 
@@ -160,6 +180,9 @@ class RouteChecks(Reader):
             text = "" if header_value is None else str(header_value)
             if not TOKEN_CHARS.match(header) or any(ord(c) < 32 for c in text):
                 self.error((*p, "set", header), f"headers.set: {header!r} is not a valid header")
+                continue
+            if header.lower() in PROTECTED_HEADERS - _SETTABLE_OWNED:
+                self.error((*p, "set", header), f"headers.set: {header} is the gateway's to set")
                 continue
             pairs.append((header.lower(), text))
         remove = self.get(m, p, "remove", self.string_list, NO_STRINGS)
