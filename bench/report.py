@@ -209,9 +209,22 @@ def features_line(features: Mapping[str, Any]) -> str:
     )
 
 
-def print_run(results: Results, verdicts: Sequence[Verdict], fixture: str) -> None:
-    """The whole run on stdout: the table, the lines under it, the targets, the notes."""
+def machine_line(machine: Mapping[str, Any]) -> str:
+    """Where the run happened: the ratios to nginx move with the CPU (README, "Performance")."""
+    memory = machine.get("memory_bytes") or 0
+    return (
+        f"machine: {machine.get('cpu_model') or 'unknown CPU'}, {machine.get('cores')} cores, "
+        f"{memory / 1024**3:.0f} GiB, Python {machine.get('python')}, "
+        f"{(machine.get('nginx') or 'no nginx').removeprefix('nginx version: ')}"
+    )
+
+
+def print_run(
+    results: Results, verdicts: Sequence[Verdict], fixture: str, machine: Mapping[str, Any]
+) -> None:
+    """The whole run on stdout: machine, table, the lines under it, targets, notes."""
     print()
+    print(machine_line(machine))
     print(table(results.rows, results.cpu, results.skipped))
     print()
     print(added_latency_line(results.rows))

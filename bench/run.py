@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results,
         verdicts,
         f"{fixture['routes']} routes, {fixture['algorithm']} tokens, GET {BENCH_PATH}",
+        machine,
     )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     path = RESULTS / f"{stamp}{'-quick' if settings.quick else ''}.json"
