@@ -92,8 +92,10 @@ class FrontDoor:
         record = AccessRecord(method=scope["method"], path="", client=peer)
         try:
             await self._handle(rt, scope, receive, send, record)
-        except OSError:
-            record.status = 499  # the client left (ASGI 2.4's send raises OSError): no one to tell
+        except OSError as exc:
+            # The client left (ASGI 2.4's send raises OSError): no one to tell. 408 when the
+            # server cut off a stalled body (and answered that).
+            record.status = getattr(exc, "status", 499)
         except asyncio.CancelledError:
             # Cut at the end of a graceful stop: what the client saw is the upstream's status if
             # the answer had started, else the server's 503.
@@ -390,8 +392,8 @@ class FrontDoor:
                             "The request body is larger than this route allows",
                             close=True,
                         )
-                except ClientGone:
-                    record.status = 499
+                except ClientGone as exc:
+                    record.status = exc.status
                 else:
                     self._balancer.succeeded(target)
                     record.status = exchange.upstream_status or 0

@@ -114,6 +114,11 @@ _HEAD_TOO_LARGE = _refusal(
 _MALFORMED = _refusal(400, "invalid_request", "The request is malformed")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DISCONNECT: Message = {"type": "http.disconnect"}
+# What ``receive`` returns once a stalled body was answered 408. The extra key is the gateway's
+# own (its proxy logs 408, not 499); other applications see a plain disconnect.
+BODY_TIMEOUT_REASON = "body_timeout"
+_BODY_TIMED_OUT: Message = {"type": "http.disconnect", "reason": BODY_TIMEOUT_REASON}
+_REQUEST_TIMEOUT = _refusal(408, "request_timeout", "The request body did not arrive in time")
 _INTERNAL_ERROR = _answer(500, "internal_error", "Internal error")
 _STOPPING = _answer(503, "unavailable", "The gateway is stopping; retry")
 
@@ -127,7 +132,17 @@ class _UpgradeWithBody(Exception):
 
 
 class ClientDisconnected(OSError):
-    """``send`` on a connection the client has closed (ASGI 2.4: a subclass of OSError)."""
+    """``send`` on a connection the client has closed (ASGI 2.4: a subclass of OSError).
+
+    ``status`` is what the access log records for the request."""
+
+    status = 499
+
+
+class BodyTimedOut(ClientDisconnected):
+    """``send`` after the request body stalled: the client was answered 408 and cut off."""
+
+    status = 408
 
 
 class Exchange:
@@ -143,6 +158,7 @@ class Exchange:
         "_http10",
         "_last_sent",
         "_remaining",
+        "_timed_out",
         "_waiter",
         "complete",
         "disconnected",
@@ -165,6 +181,7 @@ class Exchange:
         self.more_body = True
         self._last_sent = False
         self._waiter: asyncio.Future[None] | None = None
+        self._timed_out = False
         self.started = False
         self.complete = False
         self.disconnected = False
@@ -240,7 +257,7 @@ class Exchange:
                 conn.write(_CONTINUE)
         while True:
             if self.disconnected or self.complete:
-                return _DISCONNECT
+                return _BODY_TIMED_OUT if self._timed_out else _DISCONNECT
             if self._body or (not self.more_body and not self._last_sent):
                 body = bytes(self._body)
                 self._body.clear()
@@ -250,11 +267,29 @@ class Exchange:
             waiter = self._waiter
             if waiter is None or waiter.done():
                 waiter = self._waiter = conn.loop.create_future()
+            # Only while body bytes are due: a wait after the body is a wait for disconnect.
+            timer = (
+                conn.loop.call_later(conn.body_timeout, _expire, waiter) if self.more_body else None
+            )
             try:
                 await waiter  # shared by concurrent receive calls: one wake-up wakes all
+            except TimeoutError:
+                self._body_stalled()
             finally:
+                if timer is not None:
+                    timer.cancel()
                 if self._waiter is waiter:
                     self._waiter = None
+
+    def _body_stalled(self) -> None:
+        """No body bytes for ``body_timeout``: answer 408 if nothing has been, and cut off."""
+        if self.disconnected or self.complete:
+            return
+        self._timed_out = True
+        self.disconnected = True
+        if not self.started:
+            self._conn.write(_REQUEST_TIMEOUT)
+        self._conn.close()
 
     async def send(self, message: Message) -> None:
         conn = self._conn
@@ -262,6 +297,8 @@ class Exchange:
             await conn.drain()
         if self.disconnected:
             # An application streaming a long answer stops here instead of producing it all.
+            if self._timed_out:
+                raise BodyTimedOut("the request body did not arrive in time")
             raise ClientDisconnected("the client closed the connection")
         kind = message["type"]
         if not self.started:
@@ -376,6 +413,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     # nginx's send_timeout: the longest a client may take nothing while an answer waits.
     send_timeout = 60.0
+    # nginx's client_body_timeout: the longest a request body may stall between two reads.
+    body_timeout = 60.0
 
     def __init__(
         self,

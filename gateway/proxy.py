@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Send
 
+from gateway.http_protocol import BODY_TIMEOUT_REASON
 from gateway.upstream import Connection, Target, UpstreamBroken, UpstreamPool, request_head
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
@@ -62,7 +63,14 @@ class BodyTooLarge(Exception):
 
 
 class ClientGone(Exception):
-    """The client disconnected: before its request body was complete, or during the answer."""
+    """The client disconnected: before its request body was complete, or during the answer.
+
+    ``status`` is what the access log records: 499, or 408 when the server cut off a client
+    whose body stalled (and answered it so)."""
+
+    def __init__(self, status: int = 499) -> None:
+        super().__init__()
+        self.status = status
 
 
 @dataclass(slots=True)
@@ -88,7 +96,7 @@ async def request_body(receive: Receive, limit: int, exchange: Exchange) -> Asyn
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientGone()
+            raise ClientGone(408 if message.get("reason") == BODY_TIMEOUT_REASON else 499)
         chunk: bytes = message.get("body", b"")
         more = message.get("more_body", False)
         if chunk:
@@ -172,7 +180,7 @@ async def forward(
     except OSError as exc:
         # ASGI 2.4: ``send`` raises an OSError once the client is gone. Stop reading the
         # upstream (its connection is closed below) rather than relay an answer to no one.
-        raise ClientGone() from exc
+        raise ClientGone(getattr(exc, "status", 499)) from exc  # 408: see ClientDisconnected
     finally:
         if upload is not None and not upload.done():
             upload.cancel()

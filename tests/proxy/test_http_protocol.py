@@ -8,6 +8,7 @@ The gateway-level suites cover the same protocol with the real application.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,8 @@ import pytest
 import uvicorn
 
 from gateway.http_protocol import MAX_HEAD_BYTES, GatewayHttpProtocol
+from gateway.proxy import ClientGone, request_body
+from gateway.proxy import Exchange as ProxyExchange
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -550,3 +553,89 @@ async def test_a_request_cut_by_the_end_of_a_graceful_stop_gets_a_json_503(
     assert answer.startswith(b"HTTP/1.1 503 Service Unavailable")
     assert b'"error": "unavailable"' in answer
     writer.close()
+
+
+class QuickToGiveUpOnBodies(GatewayHttpProtocol):
+    body_timeout = 0.3
+
+
+async def body_then_wait(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the whole body, then waits for a disconnect that does not come, then answers."""
+    while (await receive()).get("more_body"):
+        pass
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(receive(), 0.6)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"waited"})
+
+
+async def test_a_request_body_that_stalls_is_answered_408_and_the_connection_closed() -> None:
+    server, task = await serve(echo, protocol=QuickToGiveUpOnBodies)
+    try:
+        reader, writer = await server.connect()
+        writer.write(b'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{"user')
+        answer = await asyncio.wait_for(reader.read(-1), 3)  # read(-1): until the server closes
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert b'"error": "request_timeout"' in answer
+        writer.close()
+    finally:
+        server.server.should_exit = True
+        await task
+
+
+async def test_a_body_that_keeps_coming_is_not_cut_off() -> None:
+    server, task = await serve(echo, protocol=QuickToGiveUpOnBodies)
+    try:
+        reader, writer = await server.connect()
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+        )
+        for byte in b"abcde":  # 1 s in all, never 0.3 s without a byte
+            await asyncio.sleep(0.2)
+            writer.write(bytes([byte]))
+        answer = await asyncio.wait_for(reader.read(-1), 3)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert answer.endswith(b"5 a e\r\n0\r\n\r\n")
+        writer.close()
+    finally:
+        server.server.should_exit = True
+        await task
+
+
+async def test_waiting_for_a_disconnect_after_the_body_is_not_a_stalled_body() -> None:
+    server, task = await serve(body_then_wait, protocol=QuickToGiveUpOnBodies)
+    try:
+        answer = await server.exchange(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+        )
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert answer.endswith(b"waited\r\n0\r\n\r\n")
+    finally:
+        server.server.should_exit = True
+        await task
+
+
+gone: list[int] = []
+
+
+async def proxy_reading_a_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the body as the gateway's proxy does, and notes the status it would log."""
+    try:
+        async for _ in request_body(receive, 1 << 20, ProxyExchange()):
+            pass
+    except ClientGone as exc:
+        gone.append(exc.status)
+
+
+async def test_the_proxy_logs_408_for_a_body_the_server_cut_off() -> None:
+    gone.clear()
+    server, task = await serve(proxy_reading_a_body, protocol=QuickToGiveUpOnBodies)
+    try:
+        answer = await server.exchange(
+            b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nhalf"
+        )
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert gone == [408]
+    finally:
+        server.server.should_exit = True
+        await task
