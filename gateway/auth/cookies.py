@@ -14,16 +14,19 @@ Security reasoning:
 
 Reading takes the *first* cookie of that name in the ``Cookie`` header: browsers send the one
 with the longest matching path first, so a cookie planted for a shorter path by a sibling
-subdomain never shadows ours.
+subdomain never shadows ours. One planted for a longer path (``/auth/refresh``) does, and the
+browser gives no way to tell them apart: logout therefore revokes the session of *every*
+refresh cookie presented (``read_cookies``), so a planted cookie cannot keep the real session
+alive behind a logout that looked successful. ``__Host-`` names (README) stop the planting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from gateway.config import TokensConfig
 
-__all__ = ["SessionCookies", "read_cookie"]
+__all__ = ["SessionCookies", "read_cookie", "read_cookies"]
 
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 
@@ -63,6 +66,23 @@ class SessionCookies:
 
 def read_cookie(headers: Iterable[str], name: str) -> str | None:
     """The value of the first cookie called ``name`` in ``Cookie`` headers, or None."""
+    for value in _values(headers, name):
+        return value or None
+    return None
+
+
+def read_cookies(headers: Iterable[str], name: str, *, limit: int) -> list[str]:
+    """The distinct non-empty values of the cookies called ``name``, the first ``limit``."""
+    values: list[str] = []
+    for value in _values(headers, name):
+        if value and value not in values:
+            values.append(value)
+            if len(values) == limit:
+                break
+    return values
+
+
+def _values(headers: Iterable[str], name: str) -> Iterator[str]:
     for header in headers:
         if name not in header:
             continue
@@ -72,5 +92,4 @@ def read_cookie(headers: Iterable[str], name: str) -> str | None:
                 value = value.strip()
                 if len(value) >= 2 and value[0] == value[-1] == '"':
                     value = value[1:-1]
-                return value or None
-    return None
+                yield value

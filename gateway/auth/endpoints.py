@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.auth.cookies import SessionCookies, read_cookie
+from gateway.auth.cookies import SessionCookies, read_cookie, read_cookies
 from gateway.auth.csrf import OriginCheck
 from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import KeyRing
@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 _POST_ONLY = "POST"
+# Refresh cookies a logout revokes: a browser holds one, a few more were planted; past this
+# the request is abuse, and the store is not made to pay for it.
+_MAX_LOGOUTS = 8
 _LOGIN_METHODS = "GET, HEAD, POST"
 STORE_DOWN = "The session store is unavailable; try again shortly"
 
@@ -246,15 +249,20 @@ class TokenEndpoints:
 
     async def logout(self, request: Request) -> Response:
         service = self._admit(request, _POST_ONLY)
-        token = read_cookie(request.headers.getlist("cookie"), service.cookies.refresh_name)
+        # Every refresh cookie presented, not only the first: one planted for a longer path
+        # comes first and would leave the real session alive (cookies.py).
+        tokens = read_cookies(
+            request.headers.getlist("cookie"), service.cookies.refresh_name, limit=_MAX_LOGOUTS
+        )
         response: Response = Response(status_code=204, headers=_NO_STORE)
-        try:
-            sid = await service.sessions.logout(token)
-        except StoreError:
-            # The browser forgets its tokens anyway; the caller hears the session may live on.
-            STORE_ERRORS.labels("logout").inc()
-            response = error(503, "store_unavailable", STORE_DOWN)
-        else:
+        for token in tokens:
+            try:
+                sid = await service.sessions.logout(token)
+            except StoreError:
+                # The browser forgets its tokens anyway; the caller hears the session may live on.
+                STORE_ERRORS.labels("logout").inc()
+                response = error(503, "store_unavailable", STORE_DOWN)
+                break
             if sid is not None:
                 service.revoked.add(sid, time.time())
         _clear_cookies(service.cookies, response.headers)

@@ -8,6 +8,7 @@ import time
 
 from tests.conftest import ROOT
 from tests.tokenservice.conftest import (
+    CLIENT,
     Service,
     call,
     cookies_set,
@@ -52,6 +53,18 @@ def test_logout_twice_or_without_a_cookie_is_fine(service: Service) -> None:
     assert logout(service.url, session.cookie).status_code == 204
     assert logout(service.url, session.cookie).status_code == 204
     assert logout(service.url, None).status_code == 204
+
+
+def test_logout_ends_the_real_session_behind_a_planted_refresh_cookie(service: Service) -> None:
+    # A cookie planted for a longer path (/auth/logout) comes first in the browser's header.
+    real, planted = start_session(service.url, "carol"), start_session(service.url, "dave")
+    answer = CLIENT.post(
+        f"{service.url}/auth/logout",
+        headers={"cookie": f"gw_refresh={planted.cookie}; gw_refresh={real.cookie}"},
+    )
+    assert answer.status_code == 204
+    assert refresh(service.url, real.cookie).status_code == 401
+    assert refused_within(service.url, real.access_token, 1.5)
 
 
 def test_logout_leaves_the_users_other_sessions_alone(service: Service) -> None:
