@@ -63,7 +63,7 @@ _DESCRIPTIONS: dict[Failure, str] = {
     Failure.BAD_CLAIM_TYPE: "The access token has a claim of the wrong type",
     Failure.BAD_TYPE: "The access token has the wrong type (typ header)",
     Failure.CRIT_HEADER: "The access token has critical header parameters",
-    Failure.BAD_HEADER_VALUE: "The access token has a claim with control characters",
+    Failure.BAD_HEADER_VALUE: "The access token has a claim that cannot be a header value",
     Failure.REVOKED: "The access token was revoked",
 }
 

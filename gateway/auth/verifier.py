@@ -189,7 +189,7 @@ class Verifier:
                 raise TokenError(Failure.BAD_HEADER_VALUE, name)
         sub = payload.get("sub")
         identity = tuple(
-            (name, render_claim(payload[claim]).encode("utf-8"))
+            (name, _header_value(payload[claim], claim))
             for name, claim in self._identity_headers
             if payload.get(claim) is not None
         )
@@ -251,9 +251,13 @@ def _number(payload: Mapping[str, Any], name: str) -> float | None:
     value = payload.get(name, _ABSENT)
     if value is _ABSENT:
         return None
-    # bool is an int subclass, and a float may be inf (1e999): neither is a time.
+    # bool is an int subclass, and a float may be inf (1e999): neither is a time. An int past
+    # a float's range (1 and 400 zeros) is no time either, and would overflow the arithmetic.
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        try:
+            return float(value)
+        except OverflowError:
+            raise TokenError(Failure.BAD_CLAIM_TYPE, name) from None
     if isinstance(value, float) and math.isfinite(value):
         return value
     raise TokenError(Failure.BAD_CLAIM_TYPE, name)
@@ -316,6 +320,13 @@ def _holds_control(value: Any, depth: int = 0) -> bool:
             _holds_control(key) or _holds_control(item, depth + 1) for key, item in value.items()
         )
     return False
+
+
+def _header_value(value: Any, claim: str) -> bytes:
+    try:
+        return render_claim(value).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON but no UTF-8
+        raise TokenError(Failure.BAD_HEADER_VALUE, claim) from None
 
 
 def render_claim(value: Any) -> str:

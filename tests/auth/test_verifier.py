@@ -265,6 +265,15 @@ async def test_exp_overflowing_to_infinity_is_a_bad_claim_type(
     assert await refused(verifier, token) is Failure.BAD_CLAIM_TYPE
 
 
+@pytest.mark.parametrize("exp", ["1" + "0" * 400, "-1" + "0" * 400])
+async def test_an_integer_time_past_a_floats_range_is_a_bad_claim_type(
+    verifier: Verifier, forge: Forge, rsa_key: Any, exp: str
+) -> None:
+    payload = json.dumps(forge.claims(exp=0)).replace('"exp": 0', f'"exp": {exp}').encode()
+    token = sign({"alg": "RS256", "kid": "rsa-1"}, payload, signer_for("RS256", rsa_key))
+    assert await refused(verifier, token) is Failure.BAD_CLAIM_TYPE
+
+
 async def test_bad_signature_from_another_key(
     verifier: Verifier, forge: Forge, rsa_key_2: Any
 ) -> None:
@@ -549,3 +558,11 @@ async def test_identity_claims_are_checked_for_control_characters(
     assert await refused(verifier, forge.token(tenant="acme\r\nx-admin: 1")) == (
         Failure.BAD_HEADER_VALUE
     )
+
+
+async def test_an_identity_claim_that_is_not_utf_8_is_refused(
+    idp_source: JwksSource, forge: Forge, clock: Clock
+) -> None:
+    # A lone surrogate is valid JSON ("\\ud800") but cannot be encoded for a header.
+    verifier = with_identity(idp_source, clock, (b"x-auth-tenant", "tenant"))
+    assert await refused(verifier, forge.token(tenant="acme\ud800")) == Failure.BAD_HEADER_VALUE
