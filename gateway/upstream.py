@@ -154,6 +154,7 @@ class Connection(asyncio.Protocol):
         self._head_size = 0  # the status line and header lines of the answer being parsed
         self._arriving = 0
         self._began_here = False
+        self._other_coding = False
         self._sent = 0
         self._answered = False
         self._head_only = False
@@ -251,6 +252,7 @@ class Connection(asyncio.Protocol):
         self._began_here = True
         self._head_size = 0
         self._arriving = 0
+        self._other_coding = False
 
     def on_status(self, status: bytes) -> None:
         self._head_size += len(status)
@@ -258,6 +260,14 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
         self._head_size += len(name) + len(value) + 4
+        if (
+            len(name) == 17
+            and name.lower() == b"transfer-encoding"
+            and value.strip().lower() != b"chunked"
+        ):
+            # llhttp removes only the chunking: gzip under it would reach the client unlabelled
+            # (Transfer-Encoding is hop-by-hop), and a close-delimited coding cannot be re-framed.
+            self._other_coding = True
 
     def on_headers_complete(self) -> None:
         if self.complete:
@@ -269,7 +279,17 @@ class Connection(asyncio.Protocol):
             self._break("the upstream's response head is too large")
             return
         status = self._parser.get_status_code()
-        if status < 200 and status != 101:
+        if status == 101:
+            # Unasked, and without an Upgrade header (llhttp stops at one that has it).
+            self._break("the upstream switched protocols unasked")
+            return
+        if not 100 <= status <= 599:
+            self._break("the upstream's answer is not valid HTTP/1.1")
+            return
+        if self._other_coding:
+            self._break("the upstream's answer uses a transfer coding other than chunked")
+            return
+        if status < 200:
             # 100 Continue and other interim answers: the final one follows.
             self._raw = []
             return

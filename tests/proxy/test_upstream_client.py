@@ -262,6 +262,41 @@ async def test_an_answer_that_is_not_http_is_a_bad_gateway(pool: UpstreamPool) -
             await exchange(pool, upstream.url)
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 000 Zero\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 099 Low\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 600 High\r\ncontent-length: 2\r\n\r\nok",
+    ],
+    ids=["bare-101", "000", "099", "600"],
+)
+async def test_a_status_that_cannot_be_relayed_is_a_bad_gateway_at_once(
+    pool: UpstreamPool, answer: bytes
+) -> None:
+    async with Scripted(reply(answer)) as upstream:  # the connection stays open
+        with pytest.raises(UpstreamUnreachable, match="connection failed"):
+            await asyncio.wait_for(exchange(pool, upstream.url), 2)
+
+
+@pytest.mark.parametrize(
+    "coding, body",
+    [
+        (b"gzip, chunked", b"3\r\nabc\r\n0\r\n\r\n"),
+        (b"gzip", b"abc"),
+    ],
+    ids=["gzip-under-chunked", "gzip-close-delimited"],
+)
+async def test_an_answer_in_a_transfer_coding_other_than_chunked_is_a_bad_gateway(
+    pool: UpstreamPool, coding: bytes, body: bytes
+) -> None:
+    answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: " + coding + b"\r\n\r\n" + body
+    async with Scripted(reply(answer, close=True)) as upstream:
+        with pytest.raises(UpstreamUnreachable, match="connection failed"):
+            await asyncio.wait_for(exchange(pool, upstream.url), 2)
+
+
 async def test_a_response_head_past_the_limit_is_a_bad_gateway(pool: UpstreamPool) -> None:
     huge = b"HTTP/1.1 200 OK\r\n" + b"x-filler: " + b"a" * MAX_RESPONSE_HEAD + b"\r\n\r\n"
     async with Scripted(reply(huge)) as upstream:
