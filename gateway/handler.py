@@ -145,10 +145,11 @@ class FrontDoor:
         chunked = False
         other_coding = False
         origin: bytes | None = None
+        origins: list[bytes] | None = None
         preflight = False
         accept: bytes = b""
         bearer_header = False
-        fetch_site: bytes | None = None
+        fetch_sites: list[bytes] | None = None
         forwarded_for: list[bytes] | None = None
         for name, value in headers:
             size += len(name) + len(value) + 4
@@ -162,6 +163,8 @@ class FrontDoor:
                 chunked = True
                 other_coding = other_coding or value.strip().lower() != b"chunked"
             elif name == b"origin":
+                if origin is not None:  # more than one: kept whole for the cross-site check
+                    origins = [*(origins or (origin,)), value]
                 origin = value
             elif name == b"access-control-request-method":
                 preflight = True
@@ -172,7 +175,7 @@ class FrontDoor:
             elif name == b"authorization":
                 bearer_header = True
             elif name == b"sec-fetch-site":
-                fetch_site = value
+                fetch_sites = [*fetch_sites, value] if fetch_sites else [value]
         if request_id is None or len(request_id) > 200 or not request_id.isascii():
             request_id = new_request_id()
         record.request_id = request_id.decode("ascii", "replace")
@@ -206,6 +209,8 @@ class FrontDoor:
             return
         record.path = path[:_MAX_LOGGED_PATH]
         method: str = scope["method"]
+        if origins is not None:
+            origin = None  # no CORS answer for a request that names several origins
         cors = rt.cors
         if preflight and method == "OPTIONS" and origin is not None:
             record.route = "cors-preflight"
@@ -273,8 +278,8 @@ class FrontDoor:
                 and method not in SAFE_METHODS
                 and (
                     refusal := rt.origin_check.refusal(
-                        [origin.decode("latin-1")] if origin is not None else [],
-                        [fetch_site.decode("latin-1")] if fetch_site is not None else [],
+                        [o.decode("latin-1") for o in origins or ((origin,) if origin else ())],
+                        [site.decode("latin-1") for site in fetch_sites or ()],
                     )
                 )
             ):

@@ -12,6 +12,8 @@ from tests.conftest import GatewayProcess
 from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
 
+OWN = "http://localhost:8080"  # the default public_url
+
 
 @pytest.fixture
 def cookie_gateway(
@@ -75,6 +77,28 @@ def test_a_cross_site_unsafe_request_riding_on_the_access_cookie_is_403(
     )
     assert response.status_code == 403
     assert response.json()["error"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    "repeated",
+    [
+        pytest.param([("Origin", "http://evil.example"), ("Origin", OWN)], id="two Origins"),
+        pytest.param(
+            [("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Site", "same-origin")],
+            id="two Sec-Fetch-Sites",
+        ),
+    ],
+)
+def test_a_repeated_cross_site_header_is_judged_whole_not_by_its_last_value(
+    cookie_gateway: tuple[GatewayProcess, SigningKey], repeated: list[tuple[str, str]]
+) -> None:
+    gateway, key = cookie_gateway
+    response = httpx.post(
+        f"{gateway.url}/app/transfer",
+        headers=[("Cookie", f"gw_access={key.token()}"), *repeated],
+        content=b"amount=100",
+    )
+    assert response.status_code == 403
 
 
 def test_a_same_origin_post_with_the_access_cookie_passes(
