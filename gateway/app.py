@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
-from gateway.auth.endpoints import TokenEndpoints
+from gateway.auth.endpoints import Endpoint, TokenEndpoints, error
 from gateway.auth.jwks import JwksError, JwksSource
 from gateway.auth.keys import KeyFileError, KeyRing, ensure_key
 from gateway.auth.revocation import RevocationFeed, RevocationSet, keep_for
@@ -80,7 +80,8 @@ class GatewayApp:
         self.reload_hooks.append(self.tokens.reconfigure)
         self.auth_app = Starlette(
             routes=[
-                StarletteRoute("/.well-known/jwks.json", self.jwks_endpoint),
+                # Every method reaches it (the catch-all after it would make the others 404).
+                StarletteRoute("/.well-known/jwks.json", Endpoint(self.jwks_endpoint)),
                 *self.tokens.routes,
             ]
         )
@@ -104,6 +105,13 @@ class GatewayApp:
         return self._memory_limiter
 
     async def jwks_endpoint(self, request: Request) -> JSONResponse:
+        if request.method not in ("GET", "HEAD"):
+            return error(
+                405,
+                "method_not_allowed",
+                "This endpoint does not allow the method",
+                {"allow": "GET, HEAD"},
+            )
         assert self.keyring is not None
         return JSONResponse(self.keyring.jwks(), headers={"cache-control": "public, max-age=300"})
 

@@ -334,10 +334,14 @@ class Exchange:
                 raise RuntimeError("invalid response header")
             name = name.lower()
             if name == b"content-length":
+                if status == 204:
+                    continue  # RFC 9110 §8.6: never on a 204 (a 304's is the resource's)
                 if chunked is None:
                     self._remaining = 0 if self._head_only else int(value)
                     chunked = False
             elif name == b"transfer-encoding":
+                if status == 204:
+                    continue  # RFC 9112 §6.1: never on a 204
                 if value.lower() == b"chunked":
                     self._remaining = 0
                     chunked = True

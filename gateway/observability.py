@@ -341,3 +341,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # python-multipart warns once per malformed login body (the client already gets 400): any
+    # client could flood the operational log with them.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)

@@ -91,7 +91,7 @@ def error(
     )
 
 
-class _Endpoint:
+class Endpoint:
     """An ASGI app around one handler, so that routing passes every method to it."""
 
     def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
@@ -121,11 +121,11 @@ class TokenEndpoints:
         self._service: _Service | None = None
         self._deps: tuple[RefreshStore, httpx.AsyncClient, RevocationSet, PasswordCheck] | None
         self._deps = None
-        not_found = _Endpoint(self.not_found)
+        not_found = Endpoint(self.not_found)
         self.routes = [
-            Route("/auth/login", _Endpoint(self.login)),
-            Route("/auth/refresh", _Endpoint(self.refresh)),
-            Route("/auth/logout", _Endpoint(self.logout)),
+            Route("/auth/login", Endpoint(self.login)),
+            Route("/auth/refresh", Endpoint(self.refresh)),
+            Route("/auth/logout", Endpoint(self.logout)),
             Route("/auth", not_found),
             Route("/auth/{rest:path}", not_found),
             Route("/.well-known/{rest:path}", not_found),

@@ -94,7 +94,7 @@ async def _read_body(request: Request) -> bytes:
 
 def _json_fields(body: bytes) -> Mapping[str, object]:
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError):
         raise BadForm("The body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -131,6 +131,14 @@ async def _multipart_fields(request: Request, body: bytes) -> Mapping[str, objec
     if len(pairs) != len(items):
         raise BadForm("The form may not carry files")
     return _unique(pairs)
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # A repeated key is refused like a repeated form field: which one a parser keeps varies.
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        raise BadForm("A JSON key is repeated")
+    return fields
 
 
 def _unique(pairs: list[tuple[str, str]]) -> dict[str, object]:

@@ -413,6 +413,22 @@ async def test_a_304_with_a_content_length_has_no_body_and_keeps_the_connection(
     assert answer.endswith(b"hello /x")
 
 
+async def no_content(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    headers = [(b"content-length", b"5"), (b"x-kept", b"1")]
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.app.with_args(no_content)
+async def test_a_204_goes_out_without_a_content_length_whatever_the_application_said(
+    served: Served,
+) -> None:
+    answer = await served.exchange(b"DELETE /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 204 No Content\r\n")
+    assert b"x-kept: 1\r\n" in answer
+    assert b"content-length" not in answer.lower()
+
+
 async def two_receivers(scope: dict[str, Any], receive: Any, send: Any) -> None:
     assert (await receive())["type"] == "http.request"
     results = await asyncio.gather(receive(), receive())

@@ -139,6 +139,11 @@ def test_an_unknown_user_costs_about_as_much_time_as_a_wrong_password(
             id="form repeats a field",
         ),
         pytest.param("multipart/form-data", b"--x\r\n", id="multipart without boundary"),
+        pytest.param(
+            "application/json",
+            b'{"username": "carol", "password": "wrong", "password": "carol-tr0ub4dor"}',
+            id="JSON repeats a key",
+        ),
     ],
 )
 def test_a_malformed_login_is_invalid_request(
@@ -168,6 +173,8 @@ def test_a_login_body_over_16_kib_is_refused_before_it_is_read(service: Service)
         pytest.param("GET", "/auth/refresh", "POST", id="GET refresh"),
         pytest.param("DELETE", "/auth/logout", "POST", id="DELETE logout"),
         pytest.param("GET", "/auth/logout", "POST", id="GET logout"),
+        pytest.param("POST", "/.well-known/jwks.json", "GET, HEAD", id="POST jwks"),
+        pytest.param("DELETE", "/.well-known/jwks.json", "GET, HEAD", id="DELETE jwks"),
     ],
 )
 def test_the_token_endpoints_refuse_other_methods_with_allow(
@@ -259,3 +266,15 @@ def test_a_browser_form_login_with_a_wrong_password_shows_the_page_again(
     assert answer.status_code == 401
     assert 'role="alert"' in answer.text and 'value="/orders"' in answer.text
     assert "typed-it-wrong-1" not in answer.text
+
+
+def test_a_malformed_multipart_login_leaves_no_line_in_the_log(service: Service) -> None:
+    before = len(service.output())
+    answer = CLIENT.post(
+        f"{service.url}/auth/login",
+        content=b"--y\r\nnot the boundary\r\n",
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert answer.status_code == 400
+    time.sleep(0.3)  # the access log is flushed every 0.2 s; stderr at once
+    assert "multipart" not in service.output()[before:]
