@@ -33,8 +33,8 @@ from gateway.auth.keys import KeyFileError, KeyRing, ensure_key
 from gateway.auth.revocation import RevocationFeed, RevocationSet, keep_for
 from gateway.balancer import Balancer
 from gateway.config import Config, ConfigError, TrustedIssuer, load_config
-from gateway.handler import FrontDoor
-from gateway.observability import RELOADS, AccessLog, publish_snapshot
+from gateway.handler import FrontDoor, new_request_id
+from gateway.observability import RELOADS, AccessLog, AccessRecord, publish_snapshot
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
 from gateway.runtime import Runtime, build_runtime
 from gateway.store import RefreshStore, StoreUnavailable, open_store
@@ -114,6 +114,15 @@ class GatewayApp:
             )
         assert self.keyring is not None
         return JSONResponse(self.keyring.jwks(), headers={"cache-control": "public, max-age=300"})
+
+    def refused(self, status: int, client: str) -> None:
+        """A request the HTTP server refused before the application saw it (400, 431): one
+        access-log line and a count like any other, with what little is known of it."""
+        record = AccessRecord(
+            method="-", path="-", client=client, request_id=new_request_id().decode()
+        )
+        record.status = status
+        self.access_log.finish(record, time.perf_counter())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

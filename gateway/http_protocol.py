@@ -430,6 +430,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if not config.loaded:
             config.load()
         self.app: App = config.loaded_app
+        # The application's word on requests refused before it saw them (the access log).
+        self._on_refused: Callable[[int, str], None] | None = getattr(self.app, "refused", None)
         self.loop = _loop or asyncio.get_event_loop()
         self.root_path = config.root_path
         self.keep_alive_timeout = float(config.timeout_keep_alive)
@@ -507,14 +509,14 @@ class GatewayHttpProtocol(asyncio.Protocol):
             return
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
-                self._refuse(_HEAD_TOO_LARGE)
+                self._refuse(_HEAD_TOO_LARGE, 431)
                 return
             if isinstance(exc.__context__, _UpgradeWithBody):
-                self._refuse(_MALFORMED)
+                self._refuse(_MALFORMED, 400)
                 return
             broken = self._parsing
             if broken is None:
-                self._refuse(_MALFORMED)  # a head: answered after the requests before it
+                self._refuse(_MALFORMED, 400)  # a head: answered after the requests before it
             elif broken is self.current:
                 # A body that cannot be parsed: that request cannot be served, nor anything
                 # after it on this connection.
@@ -526,7 +528,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 # A pipelined request whose body is broken: answer those before it, then close.
                 self._parsing = None
                 self._pipeline.remove(broken)
-                self._refuse(b"")
+                self._refuse(b"", 0)
             return
         if self._in_head:
             # Still arriving. Its complete lines are counted exactly; beyond them, a read that
@@ -535,7 +537,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             if not self._began_here:
                 self._arriving += len(data)
             if self._head_bytes > MAX_HEAD_BYTES or self._arriving > MAX_HEAD_BYTES:
-                self._refuse(_HEAD_TOO_LARGE)
+                self._refuse(_HEAD_TOO_LARGE, 431)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -708,7 +710,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def _refuse(self, answer: bytes) -> None:
+    def _refuse(self, answer: bytes, status: int) -> None:
         """Answer a broken request and close; behind requests in progress, just close after them
         (answers go out in order, and theirs come first)."""
         self._refusing = True
@@ -717,6 +719,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if last is None:
             if answer:
                 self.write(answer)
+                if self._on_refused is not None:
+                    self._on_refused(status, self.client[0] if self.client else "")
             self.close()
         else:
             last.keep_alive = False

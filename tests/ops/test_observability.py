@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -128,6 +129,23 @@ def test_every_access_log_line_is_json_with_the_fields_and_no_secret(
     everything = gateway.output()
     for secret in (token, "query-secret", "cookie-secret", "not-a-token-secret"):
         assert secret not in everything
+
+
+def test_a_request_the_http_server_refuses_is_logged_and_counted_too(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port))
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=3) as conn:
+        conn.sendall(b"GET /open HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n")
+        assert conn.recv(4096).startswith(b"HTTP/1.1 400 ")
+    (line,) = _log_lines(gateway, 1)
+    assert (line["status"], line["method"], line["path"], line["route"]) == (400, "-", "-", None)
+    assert line["client"] == "127.0.0.1" and line["request_id"]
+    counted = _wait_for(  # each worker publishes its counts every second
+        lambda: _counts(httpx.get(f"{gateway.admin_url}/metrics").text).get(("-", "400")), 3.0
+    )
+    assert counted == 1
 
 
 def test_text_log_format_is_one_readable_line(
