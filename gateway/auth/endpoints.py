@@ -34,7 +34,7 @@ from gateway.auth.cookies import SessionCookies, read_cookie, read_cookies
 from gateway.auth.csrf import OriginCheck
 from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import KeyRing
-from gateway.auth.login_form import BadForm, LoginForm, read_login_form
+from gateway.auth.login_form import BadForm, LoginForm, read_login_form, wants_page
 from gateway.auth.login_page import PAGE_HEADERS, render_page, safe_next
 from gateway.auth.passwords import PasswordCheck
 from gateway.auth.revocation import RevocationSet
@@ -182,6 +182,9 @@ class TokenEndpoints:
         try:
             form = await read_login_form(request)
         except BadForm as exc:
+            if wants_page(request):
+                page = render_page(message="The sign-in form was incomplete; try again.")
+                return HTMLResponse(page, status_code=exc.status, headers=PAGE_HEADERS)
             return error(exc.status, exc.code, exc.description)
         address = service.headers.client_address(
             request.client.host if request.client else "",

@@ -50,6 +50,12 @@ class LoginForm:
     html: bool
 
 
+def wants_page(request: Request) -> bool:
+    """A browser's form post, which gets the sign-in page back rather than JSON."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media_type in _FORMS and "text/html" in request.headers.get("accept", "")
+
+
 async def read_login_form(request: Request) -> LoginForm:
     """The login request's credentials; ``BadForm`` when the body is unusable."""
     body = await _read_body(request)
@@ -70,7 +76,7 @@ async def read_login_form(request: Request) -> LoginForm:
         username=username,
         password=password,
         next_path=safe_next(next_value) if isinstance(next_value, str) else None,
-        html=media_type in _FORMS and "text/html" in request.headers.get("accept", ""),
+        html=wants_page(request),
     )
 
 

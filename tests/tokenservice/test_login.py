@@ -268,6 +268,15 @@ def test_a_browser_form_login_with_a_wrong_password_shows_the_page_again(
     assert "typed-it-wrong-1" not in answer.text
 
 
+def test_a_browser_form_login_missing_a_field_shows_the_page_again(service: Service) -> None:
+    answer = CLIENT.post(
+        f"{service.url}/auth/login", data={"username": "alice"}, headers={"accept": "text/html"}
+    )
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("text/html")
+    assert 'role="alert"' in answer.text and 'name="password"' in answer.text
+
+
 def test_a_malformed_multipart_login_leaves_no_line_in_the_log(service: Service) -> None:
     before = len(service.output())
     answer = CLIENT.post(
