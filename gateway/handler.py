@@ -241,7 +241,13 @@ class FrontDoor:
             record.route = "token-service"
             scope["path"] = path
             scope["raw_path"] = path.encode()
-            await self._token_service(scope, receive, _recording(send, record))
+            try:
+                await self._token_service(
+                    scope, _counting(receive, record), _recording(send, record)
+                )
+            finally:
+                sub = scope.get("state", {}).get("sub")  # set by login and refresh
+                record.sub = sub if isinstance(sub, str) else None
             return
         match = rt.table.match(method, path)
         if match is None:
@@ -454,10 +460,24 @@ def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
     return wrapped
 
 
+def _counting(receive: Receive, record: AccessRecord) -> Receive:
+    async def wrapped() -> Message:
+        message = await receive()
+        record.bytes_in += len(message.get("body", b""))
+        return message
+
+    return wrapped
+
+
 def _recording(send: Send, record: AccessRecord) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             record.status = message["status"]
+            # Echoed on the token service's answers too, as on proxied ones (SPEC §5.4).
+            message["headers"] = [
+                *message.get("headers", ()),
+                (b"x-request-id", record.request_id.encode()),
+            ]
         elif message["type"] == "http.response.body":
             record.bytes_out += len(message.get("body", b""))
         await send(message)

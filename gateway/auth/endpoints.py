@@ -210,6 +210,7 @@ class TokenEndpoints:
         except StoreError:
             STORE_ERRORS.labels("login").inc()
             return self._unavailable(form, STORE_DOWN)
+        request.state.sub = grant.sub  # for the access log
         if form.html:
             response: Response
             if form.next_path:
@@ -245,6 +246,7 @@ class TokenEndpoints:
             STORE_ERRORS.labels("refresh").inc()
             return error(503, "store_unavailable", STORE_DOWN)
         REFRESHES.labels("rotated" if grant.refresh_token else "grace").inc()
+        request.state.sub = grant.sub  # for the access log
         response = self._grant(grant)
         if grant.refresh_token is not None:  # in the grace window the cookie stays as it is
             _set_cookies(service.cookies, response.headers, grant)

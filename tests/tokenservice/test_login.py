@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 
@@ -287,3 +288,28 @@ def test_a_malformed_multipart_login_leaves_no_line_in_the_log(service: Service)
     assert answer.status_code == 400
     time.sleep(0.3)  # the access log is flushed every 0.2 s; stderr at once
     assert "multipart" not in service.output()[before:]
+
+
+def test_the_access_log_names_who_logged_in_and_counts_the_body(service: Service) -> None:
+    body = json.dumps({"username": "carol", "password": USERS["carol"][0]}).encode()
+    answer = remember(
+        CLIENT.post(
+            f"{service.url}/auth/login",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+    )
+    assert answer.status_code == 200
+
+    def line() -> dict[str, object] | None:
+        for text in service.gateway.stdout().splitlines():
+            if text.startswith("{") and answer.headers["x-request-id"] in text:
+                parsed: dict[str, object] = json.loads(text)
+                return parsed
+        return None
+
+    deadline = time.monotonic() + 2
+    while (found := line()) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert found is not None
+    assert (found["sub"], found["bytes_in"], found["status"]) == ("carol", len(body), 200)
