@@ -284,3 +284,40 @@ def test_headers_set_may_give_the_upstream_a_static_authorization() -> None:
         {},
     )
     assert config.routes[0].headers.set == (("authorization", "Bearer upstream-key"),)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "fragment"),
+    [
+        pytest.param(
+            "  cookie: {name: __Host-gw_refresh, path: /}\n",
+            "a __Host- cookie needs an https server.public_url",
+            id="__Host- over http",
+        ),
+        pytest.param(
+            "  cookie: {name: __Host-gw_refresh}\n",
+            "a __Host- cookie needs path: / (it has /auth)",
+            id="__Host- under /auth",
+        ),
+        pytest.param(
+            "  access_cookie: {name: __Secure-gw_access}\n",
+            "a __Secure- cookie needs an https server.public_url",
+            id="__Secure- access cookie over http",
+        ),
+    ],
+)
+def test_a_cookie_prefix_the_browser_would_refuse_is_a_config_error(
+    tokens: str, fragment: str
+) -> None:
+    found = problems("tokens:\n" + tokens + MINIMAL)
+    assert any(fragment in problem and ":2:" in problem for problem in found), found
+
+
+def test_a_host_prefixed_refresh_cookie_at_the_root_over_https_is_valid() -> None:
+    text = (
+        "server:\n  public_url: https://gw.example\n"
+        "tokens:\n  cookie: {name: __Host-gw_refresh, path: /}\n"
+        "  access_cookie: {name: __Host-gw_access}\n" + MINIMAL
+    )
+    config = parse_config(text, Path("/etc/gw/routes.yaml"), {})
+    assert config.tokens.cookie.name == "__Host-gw_refresh"

@@ -12,12 +12,14 @@ Security reasoning:
 - Clearing repeats the name, ``Path`` and flags the cookie was set with, or the browser would
   keep the original.
 
-Reading takes the *first* cookie of that name in the ``Cookie`` header: browsers send the one
-with the longest matching path first, so a cookie planted for a shorter path by a sibling
-subdomain never shadows ours. One planted for a longer path (``/auth/refresh``) does, and the
-browser gives no way to tell them apart: logout therefore revokes the session of *every*
-refresh cookie presented (``read_cookies``), so a planted cookie cannot keep the real session
-alive behind a logout that looked successful. ``__Host-`` names (README) stop the planting.
+Reading sees every cookie of that name in the ``Cookie`` header. Browsers send the one with the
+longest matching path first, so a cookie planted for a shorter path by a sibling subdomain would
+never shadow ours. One planted for a longer path (``/auth/refresh``) does, and the
+browser gives no way to tell them apart. So refresh refuses two different values (400) rather
+than sign the user into whichever session came first, and logout revokes the session of
+*every* refresh cookie presented (``read_cookies``), so a planted cookie cannot keep the real
+session alive behind a logout that looked successful. ``__Host-`` names (README) stop the
+planting itself.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Iterable, Iterator
 
 from gateway.config import TokensConfig
 
-__all__ = ["SessionCookies", "read_cookie", "read_cookies"]
+__all__ = ["SessionCookies", "read_cookies"]
 
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 
@@ -62,13 +64,6 @@ class SessionCookies:
                 f"{self.access_name}=; Max-Age=0; Expires={_EPOCH}; {self._access_attributes}"
             )
         return values
-
-
-def read_cookie(headers: Iterable[str], name: str) -> str | None:
-    """The value of the first cookie called ``name`` in ``Cookie`` headers, or None."""
-    for value in _values(headers, name):
-        return value or None
-    return None
 
 
 def read_cookies(headers: Iterable[str], name: str, *, limit: int) -> list[str]:

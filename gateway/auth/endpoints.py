@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.auth.cookies import SessionCookies, read_cookie, read_cookies
+from gateway.auth.cookies import SessionCookies, read_cookies
 from gateway.auth.csrf import OriginCheck
 from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import KeyRing
@@ -225,7 +225,15 @@ class TokenEndpoints:
 
     async def refresh(self, request: Request) -> Response:
         service = self._admit(request, _POST_ONLY)
-        token = read_cookie(request.headers.getlist("cookie"), service.cookies.refresh_name)
+        tokens = read_cookies(
+            request.headers.getlist("cookie"), service.cookies.refresh_name, limit=2
+        )
+        if len(tokens) > 1:
+            # A second one was planted (cookies.py): using either could sign the user into
+            # someone else's session. Refused as ambiguous; nothing is revoked or cleared.
+            REFRESHES.labels("ambiguous").inc()
+            return error(400, "invalid_request", "More than one refresh cookie was sent")
+        token = tokens[0] if tokens else None
         try:
             grant = await service.sessions.refresh(token)
         except InvalidGrant as exc:

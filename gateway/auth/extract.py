@@ -8,8 +8,9 @@ Where a token may come from, and why:
   must hear that it is bad, not be served anonymously on an ``optional`` route.
 - The access cookie, when configured, and only when there is no ``Authorization`` header.
 - Never the query string: URLs end up in logs, browser history and ``Referer`` headers.
-- Ambiguity is refused with 400 rather than resolved: two ``Authorization`` headers, or a bearer
-  header plus an ``access_token`` query parameter (RFC 6750 §2 allows one method per request). A
+- Ambiguity is refused with 400 rather than resolved: two ``Authorization`` headers, a bearer
+  header plus an ``access_token`` query parameter (RFC 6750 §2 allows one method per request),
+  or two different access cookies. A
   gateway and its upstream choosing different copies is how authentication gets bypassed.
 
 This runs on every request, so it makes one pass over the headers and allocates little.
@@ -70,6 +71,10 @@ def _has_access_token_parameter(query_string: bytes) -> bool:
 
 
 def _cookie(headers: list[bytes], wanted: bytes) -> str | None:
+    # Two different values are refused like two Authorization headers: a second one is planted
+    # (by a sibling subdomain, for a longer path, so the browser sends it first), and taking
+    # either would let someone else's token speak for the user.
+    found: bytes | None = None
     for header in headers:
         if wanted not in header:
             continue
@@ -79,5 +84,9 @@ def _cookie(headers: list[bytes], wanted: bytes) -> str | None:
                 value = value.strip()
                 if len(value) >= 2 and value[0] == value[-1] == 0x22:  # a quoted cookie value
                     value = value[1:-1]
-                return value.decode("latin-1") or None
-    return None
+                if found is not None and value != found:
+                    raise InvalidRequest("More than one access cookie")
+                found = value
+    if not found:
+        return None
+    return found.decode("latin-1")

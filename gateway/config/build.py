@@ -67,6 +67,7 @@ class Builder(RouteChecks):
             self.error(("version",), f"version: only 1 is supported, got {version!r}")
         server = self.server(top.get("server"))
         tokens = self.tokens(top.get("tokens"))
+        self.cookie_prefixes(tokens, server)
         issuers = self.trusted_issuers(top.get("trusted_issuers"), tokens)
         store = self.store(top)
         users = self.users(top.get("users"))
@@ -84,6 +85,23 @@ class Builder(RouteChecks):
             cors=cors,
             routes=routes,
         )
+
+    def cookie_prefixes(self, tokens: TokensConfig, server: ServerConfig) -> None:
+        """Browsers silently drop a ``__Host-`` or ``__Secure-`` cookie set against their rules:
+        login would seem to work and every refresh fail. Said here instead."""
+        named = [(("tokens", "cookie", "name"), tokens.cookie.name, tokens.cookie.path)]
+        if tokens.access_cookie is not None:
+            named.append((("tokens", "access_cookie", "name"), tokens.access_cookie.name, "/"))
+        for where, name, path in named:
+            prefix = name[:9].lower()
+            if prefix.startswith(("__host-", "__secure-")) and not server.secure:
+                self.error(
+                    where,
+                    f"name: a {name[: name.index('-') + 1]} cookie needs an https "
+                    "server.public_url",
+                )
+            if prefix.startswith("__host-") and path != "/":
+                self.error(where, f"name: a __Host- cookie needs path: / (it has {path})")
 
     def server(self, value: Any) -> ServerConfig:
         p: Path_ = ("server",)

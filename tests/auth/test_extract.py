@@ -65,6 +65,13 @@ Headers = list[tuple[bytes, bytes]]
             [(b"cookie", b"gw_access=")], b"", "gw_access", None, id="an empty cookie is no token"
         ),
         pytest.param(
+            [(b"cookie", b'gw_access=abc; gw_access="abc"')],
+            b"",
+            "gw_access",
+            "abc",
+            id="the same access cookie twice is one token",
+        ),
+        pytest.param(
             [(b"cookie", b"xgw_access=abc; gw_access_old=def")],
             b"",
             "gw_access",
@@ -129,6 +136,16 @@ def test_extract_token(
             [(b"authorization", b"Bearer a")],
             b"access%5Ftoken=b",
             id="bearer header and a percent-encoded access_token parameter",
+        ),
+        pytest.param(
+            [(b"cookie", b"gw_access=planted; theme=1; gw_access=mine")],
+            b"",
+            id="two different access cookies",
+        ),
+        pytest.param(
+            [(b"cookie", b"gw_access=planted"), (b"cookie", b"gw_access=mine")],
+            b"",
+            id="two different access cookies in two Cookie headers",
         ),
     ],
 )

@@ -8,7 +8,7 @@ import time
 import pytest
 from argon2 import PasswordHasher
 
-from gateway.auth.cookies import SessionCookies, read_cookie
+from gateway.auth.cookies import SessionCookies, read_cookies
 from gateway.auth.csrf import OriginCheck
 from gateway.auth.login_page import render_page, safe_next
 from gateway.auth.passwords import PasswordCheck
@@ -75,11 +75,13 @@ def test_cookies_are_built_with_every_attribute() -> None:
     assert [c.split(";")[0] for c in cookies.cleared()] == ["gw_refresh=", "gw_access="]
 
 
-def test_the_first_cookie_of_a_name_wins() -> None:
-    headers = ["a=1; gw_refresh=first", "gw_refresh=second"]
-    assert read_cookie(headers, "gw_refresh") == "first"
-    assert read_cookie(['x_gw_refresh=no; gw_refresh="quoted"'], "gw_refresh") == "quoted"
-    assert read_cookie(["gw_refresh="], "gw_refresh") is None
+def test_every_distinct_cookie_of_a_name_is_read_in_order() -> None:
+    headers = ["a=1; gw_refresh=first", "gw_refresh=second; gw_refresh=first"]
+    assert read_cookies(headers, "gw_refresh", limit=8) == ["first", "second"]
+    assert read_cookies(headers, "gw_refresh", limit=1) == ["first"]
+    quoted = ['x_gw_refresh=no; gw_refresh="quoted"']
+    assert read_cookies(quoted, "gw_refresh", limit=8) == ["quoted"]
+    assert read_cookies(["gw_refresh="], "gw_refresh", limit=8) == []
 
 
 def test_a_bad_users_entry_is_skipped_by_name_without_its_hash() -> None:

@@ -9,11 +9,13 @@ import jwt
 import pytest
 
 from tests.tokenservice.conftest import (
+    CLIENT,
     Service,
     call,
     cookies_set,
     refresh,
     refresh_cookie,
+    remember,
     start_session,
 )
 
@@ -113,3 +115,22 @@ def test_a_refresh_without_a_live_token_is_invalid_grant_and_clears_the_cookie(
     assert answer.json()["error"] == "invalid_grant"
     cleared = cookies_set(answer)["gw_refresh"]
     assert cleared["value"] == "" and cleared["max-age"] == "0" and cleared["path"] == "/auth"
+
+
+def test_two_different_refresh_cookies_are_refused_and_neither_session_is_touched(
+    service: Service,
+) -> None:
+    # The first one came from a cookie planted for a longer path: using it would sign the user
+    # into the planter's session.
+    planted, real = start_session(service.url, "dave"), start_session(service.url, "carol")
+    answer = remember(
+        CLIENT.post(
+            f"{service.url}/auth/refresh",
+            headers={"cookie": f"gw_refresh={planted.cookie}; gw_refresh={real.cookie}"},
+        )
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_request"
+    assert "gw_refresh" not in cookies_set(answer)
+    assert refresh(service.url, real.cookie).status_code == 200
+    assert refresh(service.url, planted.cookie).status_code == 200
