@@ -284,7 +284,10 @@ class FrontDoor:
                 and method not in SAFE_METHODS
                 and (
                     refusal := rt.origin_check.refusal(
-                        [o.decode("latin-1") for o in origins or ((origin,) if origin else ())],
+                        [
+                            o.decode("latin-1")
+                            for o in origins or ((origin,) if origin is not None else ())
+                        ],
                         [site.decode("latin-1") for site in fetch_sites or ()],
                     )
                 )

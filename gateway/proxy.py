@@ -66,7 +66,7 @@ class ClientGone(Exception):
     """The client disconnected: before its request body was complete, or during the answer.
 
     ``status`` is what the access log records: 499, or 408 when the server cut off a client
-    whose body stalled (and answered it so)."""
+    whose body stalled (answered 408 if no answer had started, else cut short)."""
 
     def __init__(self, status: int = 499) -> None:
         super().__init__()
@@ -210,7 +210,14 @@ async def _upload(
     """Stream the client's body upstream while the answer is read; failures go to the reader."""
     try:
         sent = 0
-        async for chunk in body:
+        while True:
+            conn.awaiting_client = True
+            try:
+                chunk = await anext(body)
+            except StopAsyncIteration:
+                break
+            finally:
+                conn.awaiting_client = False
             sent += len(chunk)
             await conn.write(chunk, chunked=chunked)
         if chunked:

@@ -156,6 +156,9 @@ class Connection(asyncio.Protocol):
         self._began_here = False
         self._other_coding = False
         self._sent = 0
+        # Set by the uploader while it waits for the client's next body part: a pause that is
+        # the client's is not the upstream's timeout (the server's body timeout bounds it).
+        self.awaiting_client = False
         self._answered = False
         self._head_only = False
         self._active = False
@@ -353,13 +356,14 @@ class Connection(asyncio.Protocol):
         """Wait until the final status line and headers are in (``status``, ``headers``).
 
         ``timeout`` bounds each pause: while the request body is still going up, the wait
-        restarts after every part written, so a long upload is not an upstream timeout."""
+        restarts after every part written, so a long upload is not an upstream timeout, and
+        while the body waits for the client, so a slow client is not one either."""
         while self.headers is None:
             sent = self._sent
             try:
                 await self._wait(timeout)
             except TimeoutError:
-                if self._sent == sent:
+                if self._sent == sent and not self.awaiting_client:
                     raise
 
     async def read(self, timeout: float) -> bytes:

@@ -62,6 +62,24 @@ def test_a_target_that_accepts_but_never_answers_is_rested(
     assert elapsed < 1.4, f"{elapsed:.1f} s: the hung target kept getting requests"
 
 
+def test_a_client_pausing_its_upload_past_the_route_timeout_is_answered_not_timed_out(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    # The pause is the client's: a 504 would blame (and rest) a healthy upstream, and one slow
+    # client per target would rest them all.
+    _, port = upstream
+    gateway = start_gateway(
+        "routes:\n  - name: pool\n    path: /pool\n    auth: public\n    timeout: 500ms\n"
+        f"    upstream: http://127.0.0.1:{port}\n"
+    )
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as conn:
+        conn.sendall(b"POST /pool HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
+        time.sleep(1.2)
+        conn.sendall(b"67890")
+        answer = conn.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
 def test_the_gateway_raises_its_descriptor_limit_to_the_hard_limit(tmp_path: Path) -> None:
     SigningKey(tmp_path / "keys", "EdDSA")
     config = tmp_path / "routes.yaml"

@@ -63,6 +63,7 @@ def test_an_api_call_without_a_token_still_gets_401(
     [
         pytest.param({"Origin": "http://evil.example"}, id="foreign Origin"),
         pytest.param({"Origin": "null"}, id="null Origin"),
+        pytest.param({"Origin": ""}, id="empty Origin"),
         pytest.param({"Sec-Fetch-Site": "cross-site"}, id="Sec-Fetch-Site cross-site"),
     ],
 )
