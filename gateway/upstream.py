@@ -359,12 +359,7 @@ class Connection(asyncio.Protocol):
         restarts after every part written, so a long upload is not an upstream timeout, and
         while the body waits for the client, so a slow client is not one either."""
         while self.headers is None:
-            sent = self._sent
-            try:
-                await self._wait(timeout)
-            except TimeoutError:
-                if self._sent == sent and not self.awaiting_client:
-                    raise
+            await self._charged_wait(timeout)
 
     async def read(self, timeout: float) -> bytes:
         """The next part of the answer's body; ``b""`` once it is complete."""
@@ -379,7 +374,7 @@ class Connection(asyncio.Protocol):
                 return chunk
             if self.complete:
                 return b""
-            await self._wait(timeout)
+            await self._charged_wait(timeout)
 
     @property
     def buffered(self) -> int:
@@ -429,6 +424,21 @@ class Connection(asyncio.Protocol):
         self._head_size = 0
         self._arriving = 0
         self._head_only = False
+
+    async def _charged_wait(self, timeout: float) -> None:
+        """Wait for the upstream; ``TimeoutError`` only for a pause that is the upstream's.
+
+        While the request body is still going up, a pause in which body bytes were written or
+        the uploader waited for the client is not the upstream's: an upstream that answers
+        before reading the whole body (full duplex) must not be cut off for a slow client."""
+        while True:
+            sent = self._sent
+            try:
+                await self._wait(timeout)
+                return
+            except TimeoutError:
+                if self._sent == sent and not self.awaiting_client:
+                    raise
 
     async def _wait(self, timeout: float) -> None:
         if self.failure is not None:

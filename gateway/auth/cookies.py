@@ -31,6 +31,9 @@ from gateway.config import TokensConfig
 __all__ = ["SessionCookies", "read_cookies"]
 
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+# Cookie paths that path-match /auth/refresh (RFC 6265 §5.1.4): where a stale refresh cookie
+# that still reaches the endpoint can live.
+_REFRESH_REACHING_PATHS = ("/", "/auth", "/auth/", "/auth/refresh")
 
 
 class SessionCookies:
@@ -42,7 +45,14 @@ class SessionCookies:
         if secure:
             flags += "; Secure"
         self.refresh_name = cookie.name
+        self._flags = flags
         self._refresh_attributes = f"Path={cookie.path}; {flags}"
+        # A __Host- cookie can only live at "/": the browser would ignore the others.
+        self._other_paths = (
+            ()
+            if cookie.name.lower().startswith("__host-")
+            else tuple(p for p in _REFRESH_REACHING_PATHS if p != cookie.path)
+        )
         self.access_name = tokens.access_cookie.name if tokens.access_cookie else None
         self._access_attributes = f"Path=/; {flags}"
 
@@ -57,8 +67,20 @@ class SessionCookies:
         return f"{self.access_name}={token}; Max-Age={max_age}; {self._access_attributes}"
 
     def cleared(self) -> list[str]:
-        """Expire the refresh cookie, and the access cookie when configured."""
-        values = [f"{self.refresh_name}=; Max-Age=0; Expires={_EPOCH}; {self._refresh_attributes}"]
+        """Expire the refresh cookie, and the access cookie when configured.
+
+        The refresh cookie is expired on every path that reaches the refresh endpoint too: one
+        left there by an earlier ``tokens.cookie.path`` would otherwise make every refresh
+        ambiguous (two values) until it expired. Its own path comes last, for clients that
+        keep only the last ``Set-Cookie`` of a name."""
+        stale = [
+            f"{self.refresh_name}=; Max-Age=0; Expires={_EPOCH}; Path={path}; {self._flags}"
+            for path in self._other_paths
+        ]
+        values = [
+            *stale,
+            f"{self.refresh_name}=; Max-Age=0; Expires={_EPOCH}; {self._refresh_attributes}",
+        ]
         if self.access_name is not None:
             values.append(
                 f"{self.access_name}=; Max-Age=0; Expires={_EPOCH}; {self._access_attributes}"

@@ -226,13 +226,20 @@ class TokenEndpoints:
     async def refresh(self, request: Request) -> Response:
         service = self._admit(request, _POST_ONLY)
         tokens = read_cookies(
-            request.headers.getlist("cookie"), service.cookies.refresh_name, limit=2
+            request.headers.getlist("cookie"), service.cookies.refresh_name, limit=_MAX_LOGOUTS
         )
         if len(tokens) > 1:
-            # A second one was planted (cookies.py): using either could sign the user into
-            # someone else's session. Refused as ambiguous; nothing is revoked or cleared.
+            # A second one was planted, or left at an earlier cookie path (cookies.py): using
+            # either could sign the user into someone else's session. Every session presented
+            # ends, as at logout, and the browser starts over from a sign-in.
             REFRESHES.labels("ambiguous").inc()
-            return error(400, "invalid_request", "More than one refresh cookie was sent")
+            refused = error(
+                401, "invalid_grant", "More than one refresh cookie was sent; sign in again"
+            )
+            if not await self._end_sessions(service, tokens):
+                refused = error(503, "store_unavailable", STORE_DOWN)
+            _clear_cookies(service.cookies, refused.headers)
+            return refused
         token = tokens[0] if tokens else None
         try:
             grant = await service.sessions.refresh(token)
@@ -268,18 +275,23 @@ class TokenEndpoints:
             request.headers.getlist("cookie"), service.cookies.refresh_name, limit=_MAX_LOGOUTS
         )
         response: Response = Response(status_code=204, headers=_NO_STORE)
+        if not await self._end_sessions(service, tokens):
+            # The browser forgets its tokens anyway; the caller hears the session may live on.
+            response = error(503, "store_unavailable", STORE_DOWN)
+        _clear_cookies(service.cookies, response.headers)
+        return response
+
+    async def _end_sessions(self, service: _Service, tokens: list[str]) -> bool:
+        """Revoke the family of each refresh token; False when the store could not be told."""
         for token in tokens:
             try:
                 sid = await service.sessions.logout(token)
             except StoreError:
-                # The browser forgets its tokens anyway; the caller hears the session may live on.
                 STORE_ERRORS.labels("logout").inc()
-                response = error(503, "store_unavailable", STORE_DOWN)
-                break
+                return False
             if sid is not None:
                 service.revoked.add(sid, time.time())
-        _clear_cookies(service.cookies, response.headers)
-        return response
+        return True
 
     async def not_found(self, request: Request) -> Response:
         return error(404, "not_found", "No such endpoint")

@@ -84,6 +84,8 @@ def _cookie(headers: list[bytes], wanted: bytes) -> str | None:
                 value = value.strip()
                 if len(value) >= 2 and value[0] == value[-1] == 0x22:  # a quoted cookie value
                     value = value[1:-1]
+                if not value:
+                    continue  # an empty one carries nothing (a cleared cookie's leftover)
                 if found is not None and value != found:
                     raise InvalidRequest("More than one access cookie")
                 found = value

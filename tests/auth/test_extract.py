@@ -72,6 +72,13 @@ Headers = list[tuple[bytes, bytes]]
             id="the same access cookie twice is one token",
         ),
         pytest.param(
+            [(b"cookie", b"gw_access=; gw_access=abc")],
+            b"",
+            "gw_access",
+            "abc",
+            id="an empty access cookie beside a token is no ambiguity",
+        ),
+        pytest.param(
             [(b"cookie", b"xgw_access=abc; gw_access_old=def")],
             b"",
             "gw_access",

@@ -540,6 +540,29 @@ async def test_a_client_pausing_its_body_past_the_timeout_is_not_an_upstream_tim
     assert (relay.status, relay.body) == (200, b"ok")
 
 
+async def test_a_client_pausing_its_body_while_the_answer_streams_is_not_an_upstream_timeout(
+    pool: UpstreamPool,
+) -> None:
+    # A full-duplex upstream answers at once and reads the body as it comes.
+    async def duplex(reader: asyncio.StreamReader, writer: Any, head: bytes) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        body = await reader.readexactly(2)
+        writer.write(b"2\r\n" + body + b"\r\n0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def paused() -> AsyncIterator[bytes]:
+        yield b"x"
+        await asyncio.sleep(1.2)
+        yield b"y"
+
+    async with Scripted(duplex) as upstream:
+        relay = await exchange(
+            pool, upstream.url, method="POST", length=2, body=paused(), timeout=0.5
+        )
+    assert (relay.status, relay.body, relay.ended) == (200, b"helloxy", True)
+
+
 async def test_an_upstream_that_does_not_answer_a_whole_upload_in_time_is_a_gateway_timeout(
     pool: UpstreamPool,
 ) -> None:

@@ -72,7 +72,11 @@ def test_cookies_are_built_with_every_attribute() -> None:
     assert (
         cookies.access("at", 5) == "gw_access=at; Max-Age=5; Path=/; HttpOnly; SameSite=Lax; Secure"
     )
-    assert [c.split(";")[0] for c in cookies.cleared()] == ["gw_refresh=", "gw_access="]
+    cleared = cookies.cleared()
+    assert [c.split(";")[0] for c in cleared] == ["gw_refresh="] * 4 + ["gw_access="]
+    # every path that reaches /auth/refresh, the configured one last
+    paths = [c.split("Path=")[1].split(";")[0] for c in cleared[:4]]
+    assert paths == ["/", "/auth/", "/auth/refresh", "/auth"]
 
 
 def test_every_distinct_cookie_of_a_name_is_read_in_order() -> None:
@@ -116,3 +120,9 @@ async def test_an_unknown_user_is_checked_against_a_hash_of_the_users_parameters
 
 async def test_a_hash_argon2_cannot_read_is_a_mismatch_not_an_error() -> None:
     assert not await PasswordCheck().verify("$argon2id$garbage", "x")
+
+
+def test_a_host_prefixed_refresh_cookie_is_cleared_only_at_the_root() -> None:
+    tokens = TokensConfig(cookie=CookieConfig(name="__Host-gw_refresh", path="/"))
+    cleared = SessionCookies(tokens, secure=True).cleared()
+    assert len(cleared) == 1 and "Path=/;" in cleared[0]
