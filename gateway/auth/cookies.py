@@ -15,11 +15,11 @@ Security reasoning:
 Reading sees every cookie of that name in the ``Cookie`` header. Browsers send the one with the
 longest matching path first, so a cookie planted for a shorter path by a sibling subdomain would
 never shadow ours. One planted for a longer path (``/auth/refresh``) does, and the
-browser gives no way to tell them apart. So refresh refuses two different values (400) rather
-than sign the user into whichever session came first, and logout revokes the session of
-*every* refresh cookie presented (``read_cookies``), so a planted cookie cannot keep the real
-session alive behind a logout that looked successful. ``__Host-`` names (README) stop the
-planting itself.
+browser gives no way to tell them apart. So a refresh presenting two different values ends
+them all (401) rather than sign the user into whichever session came first, and logout revokes
+the session of *every* refresh cookie presented (``read_cookies``), so a planted cookie cannot
+keep the real session alive behind a logout that looked successful. ``__Host-`` names (README)
+stop the planting itself.
 """
 
 from __future__ import annotations
