@@ -52,9 +52,11 @@ log = logging.getLogger(__name__)
 
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 _POST_ONLY = "POST"
-# Refresh cookies a logout revokes: a browser holds one, a few more were planted; past this
-# the request is abuse, and the store is not made to pay for it.
-_MAX_LOGOUTS = 8
+# Refresh cookies a logout (or an ambiguous refresh) revokes. A browser sends at most one per
+# (domain, path) that reaches the endpoint: 4 paths (/, /auth, /auth/, /auth/<endpoint>) times
+# the host and its parent domains, so a dozen or so even with planted ones. Past this the
+# request was not made by a browser, and the store is not made to pay for it.
+_MAX_LOGOUTS = 16
 _LOGIN_METHODS = "GET, HEAD, POST"
 STORE_DOWN = "The session store is unavailable; try again shortly"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import time
@@ -65,6 +66,17 @@ def test_logout_ends_the_real_session_behind_a_planted_refresh_cookie(service: S
     assert answer.status_code == 204
     assert refresh(service.url, real.cookie).status_code == 401
     assert refused_within(service.url, real.access_token, 1.5)
+
+
+def test_logout_ends_the_real_session_behind_a_dozen_planted_cookies(service: Service) -> None:
+    # As many as a browser can hold for the paths and parent domains that reach the endpoint.
+    real = start_session(service.url, "carol")
+    planted = "; ".join(f"gw_refresh={secrets.token_urlsafe(32)}" for _ in range(12))
+    answer = CLIENT.post(
+        f"{service.url}/auth/logout", headers={"cookie": f"{planted}; gw_refresh={real.cookie}"}
+    )
+    assert answer.status_code == 204
+    assert refresh(service.url, real.cookie).status_code == 401
 
 
 def test_logout_leaves_the_users_other_sessions_alone(service: Service) -> None:
