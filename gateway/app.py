@@ -115,14 +115,16 @@ class GatewayApp:
         assert self.keyring is not None
         return JSONResponse(self.keyring.jwks(), headers={"cache-control": "public, max-age=300"})
 
-    def refused(self, status: int, client: str) -> None:
+    def refused(self, status: int, client: str) -> str:
         """A request the HTTP server refused before the application saw it (400, 431): one
-        access-log line and a count like any other, with what little is known of it."""
+        access-log line and a count like any other, with what little is known of it; its
+        request id, for the answer to echo."""
         record = AccessRecord(
             method="-", path="-", client=client, request_id=new_request_id().decode()
         )
         record.status = status
         self.access_log.finish(record, time.perf_counter())
+        return record.request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -28,6 +28,7 @@ from gateway.auth.extract import extract_token
 from gateway.balancer import Balancer
 from gateway.cors import without_cors
 from gateway.http_errors import send_error
+from gateway.http_protocol import REQUEST_ID_KEY
 from gateway.observability import UPSTREAM_FAILURES, AccessLog, AccessRecord
 from gateway.paths import PathError, normalise_path
 from gateway.proxy import (
@@ -93,8 +94,8 @@ class FrontDoor:
         try:
             await self._handle(rt, scope, receive, send, record)
         except OSError as exc:
-            # The client left (ASGI 2.4's send raises OSError): no one to tell. 408 when the
-            # server cut off a stalled body (and answered that).
+            # The client left (ASGI 2.4's send raises OSError): no one to tell. Or the server
+            # cut the request off and answered it itself (ClientDisconnected.status).
             record.status = getattr(exc, "status", 499)
         except asyncio.CancelledError:
             # Cut at the end of a graceful stop: what the client saw is the upstream's status if
@@ -179,6 +180,7 @@ class FrontDoor:
         if request_id is None or len(request_id) > 200 or not request_id.isascii():
             request_id = new_request_id()
         record.request_id = request_id.decode("ascii", "replace")
+        scope[REQUEST_ID_KEY] = record.request_id  # for an answer the server gives itself
         policy = rt.policy
         if forwarded_for is not None:
             record.client = policy.client_address(record.client, forwarded_for)

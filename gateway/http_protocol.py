@@ -99,26 +99,39 @@ def _status_line(status: int) -> bytes:
 STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 
 
-def _refusal(status: int, code: str, description: str) -> bytes:
+# The answers this server gives itself, to requests it cannot hand to the application whole.
+_REFUSALS = {
+    400: ("invalid_request", "The request is malformed"),
+    408: ("request_timeout", "The request body did not arrive in time"),
+    431: ("request_header_fields_too_large", "The request headers are too large"),
+}
+
+
+def _refusal(status: int, request_id: str) -> bytes:
+    """The JSON answer for ``status`` (a key of ``_REFUSALS``), closing the connection."""
+    code, description = _REFUSALS[status]
     body = json.dumps({"error": code, "error_description": description}).encode()
+    echo = b"x-request-id: " + request_id.encode() + b"\r\n" if request_id else b""
     return (
         STATUS_LINES[status] + b"content-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n"
-        b"connection: close\r\n\r\n" + body
+        b"content-length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + echo
+        + b"connection: close\r\n\r\n"
+        + body
     )
 
 
-_HEAD_TOO_LARGE = _refusal(
-    431, "request_header_fields_too_large", "The request headers are too large"
-)
-_MALFORMED = _refusal(400, "invalid_request", "The request is malformed")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DISCONNECT: Message = {"type": "http.disconnect"}
-# What ``receive`` returns once a stalled body was answered 408. The extra key is the gateway's
-# own (its proxy logs 408, not 499); other applications see a plain disconnect.
-BODY_TIMEOUT_REASON = "body_timeout"
-_BODY_TIMED_OUT: Message = {"type": "http.disconnect", "reason": BODY_TIMEOUT_REASON}
-_REQUEST_TIMEOUT = _refusal(408, "request_timeout", "The request body did not arrive in time")
+# When this server answered a request itself and cut it off (a stalled body: 408; a body that
+# cannot be parsed: 400), ``receive`` says so in the disconnect message under this key, and the
+# OSError ``send`` raises carries it as ``status``: the access log records what the client got.
+# Other applications see a plain disconnect. The application may name the request's id in the
+# scope under REQUEST_ID_KEY, to be echoed on such an answer.
+DISCONNECT_STATUS = "gateway.status"
+REQUEST_ID_KEY = "gateway.request_id"
 _INTERNAL_ERROR = _answer(500, "internal_error", "Internal error")
 _STOPPING = _answer(503, "unavailable", "The gateway is stopping; retry")
 
@@ -134,15 +147,12 @@ class _UpgradeWithBody(Exception):
 class ClientDisconnected(OSError):
     """``send`` on a connection the client has closed (ASGI 2.4: a subclass of OSError).
 
-    ``status`` is what the access log records for the request."""
+    ``status`` is what the access log records: 499, or what this server answered before it
+    cut the request off (``DISCONNECT_STATUS``)."""
 
-    status = 499
-
-
-class BodyTimedOut(ClientDisconnected):
-    """``send`` after the request body stalled: the client was answered 408 and cut off."""
-
-    status = 408
+    def __init__(self, message: str, status: int = 499) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Exchange:
@@ -153,12 +163,12 @@ class Exchange:
         "_chunked",
         "_conn",
         "_continue",
+        "_cut_status",
         "_head",
         "_head_only",
         "_http10",
         "_last_sent",
         "_remaining",
-        "_timed_out",
         "_waiter",
         "complete",
         "disconnected",
@@ -181,7 +191,7 @@ class Exchange:
         self.more_body = True
         self._last_sent = False
         self._waiter: asyncio.Future[None] | None = None
-        self._timed_out = False
+        self._cut_status = 0
         self.started = False
         self.complete = False
         self.disconnected = False
@@ -257,7 +267,9 @@ class Exchange:
                 conn.write(_CONTINUE)
         while True:
             if self.disconnected or self.complete:
-                return _BODY_TIMED_OUT if self._timed_out else _DISCONNECT
+                if self._cut_status:
+                    return {"type": "http.disconnect", DISCONNECT_STATUS: self._cut_status}
+                return _DISCONNECT
             if self._body or (not self.more_body and not self._last_sent):
                 body = bytes(self._body)
                 self._body.clear()
@@ -274,21 +286,28 @@ class Exchange:
             try:
                 await waiter  # shared by concurrent receive calls: one wake-up wakes all
             except TimeoutError:
-                self._body_stalled()
+                self.cut(408)  # nginx's client_body_timeout
             finally:
                 if timer is not None:
                     timer.cancel()
                 if self._waiter is waiter:
                     self._waiter = None
 
-    def _body_stalled(self) -> None:
-        """No body bytes for ``body_timeout``: answer 408 if nothing has been, and cut off."""
+    def cut(self, status: int) -> None:
+        """Answer ``status`` (a key of ``_REFUSALS``) if no answer has started, and close.
+
+        The application sees a disconnect at once; the answer goes out one event-loop step
+        later, after the application's first step has named the request (REQUEST_ID_KEY)."""
         if self.disconnected or self.complete:
             return
-        self._timed_out = True
+        self._cut_status = status
         self.disconnected = True
+        self.wake()
+        self._conn.loop.call_soon(self._answer_cut)
+
+    def _answer_cut(self) -> None:
         if not self.started:
-            self._conn.write(_REQUEST_TIMEOUT)
+            self._conn.write(_refusal(self._cut_status, self.scope.get(REQUEST_ID_KEY, "")))
         self._conn.close()
 
     async def send(self, message: Message) -> None:
@@ -297,8 +316,8 @@ class Exchange:
             await conn.drain()
         if self.disconnected:
             # An application streaming a long answer stops here instead of producing it all.
-            if self._timed_out:
-                raise BodyTimedOut("the request body did not arrive in time")
+            if self._cut_status:
+                raise ClientDisconnected("the server cut the request off", self._cut_status)
             raise ClientDisconnected("the client closed the connection")
         kind = message["type"]
         if not self.started:
@@ -431,7 +450,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             config.load()
         self.app: App = config.loaded_app
         # The application's word on requests refused before it saw them (the access log).
-        self._on_refused: Callable[[int, str], None] | None = getattr(self.app, "refused", None)
+        self._on_refused: Callable[[int, str], str] | None = getattr(self.app, "refused", None)
         self.loop = _loop or asyncio.get_event_loop()
         self.root_path = config.root_path
         self.keep_alive_timeout = float(config.timeout_keep_alive)
@@ -509,26 +528,26 @@ class GatewayHttpProtocol(asyncio.Protocol):
             return
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
-                self._refuse(_HEAD_TOO_LARGE, 431)
+                self._refuse(431)
                 return
             if isinstance(exc.__context__, _UpgradeWithBody):
-                self._refuse(_MALFORMED, 400)
+                self._refuse(400)
                 return
             broken = self._parsing
             if broken is None:
-                self._refuse(_MALFORMED, 400)  # a head: answered after the requests before it
+                self._refuse(400)  # a head: answered after the requests before it
             elif broken is self.current:
                 # A body that cannot be parsed: that request cannot be served, nor anything
                 # after it on this connection.
                 self._parsing = None
-                if not broken.started:
-                    self.write(_MALFORMED)
-                self.close()
+                self._refusing = True
+                self.pause_reading()
+                broken.cut(400)
             else:
                 # A pipelined request whose body is broken: answer those before it, then close.
                 self._parsing = None
                 self._pipeline.remove(broken)
-                self._refuse(b"", 0)
+                self._refuse(0)
             return
         if self._in_head:
             # Still arriving. Its complete lines are counted exactly; beyond them, a read that
@@ -537,7 +556,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             if not self._began_here:
                 self._arriving += len(data)
             if self._head_bytes > MAX_HEAD_BYTES or self._arriving > MAX_HEAD_BYTES:
-                self._refuse(_HEAD_TOO_LARGE, 431)
+                self._refuse(431)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -710,17 +729,18 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def _refuse(self, answer: bytes, status: int) -> None:
-        """Answer a broken request and close; behind requests in progress, just close after them
-        (answers go out in order, and theirs come first)."""
+    def _refuse(self, status: int) -> None:
+        """Answer a broken request ``status`` (0: no answer) and close; behind requests in
+        progress, just close after them (answers go out in order, and theirs come first)."""
         self._refusing = True
         self.pause_reading()
         last = self._last_in_line()
         if last is None:
-            if answer:
-                self.write(answer)
+            if status:
+                request_id = ""
                 if self._on_refused is not None:
-                    self._on_refused(status, self.client[0] if self.client else "")
+                    request_id = self._on_refused(status, self.client[0] if self.client else "")
+                self.write(_refusal(status, request_id))
             self.close()
         else:
             last.keep_alive = False

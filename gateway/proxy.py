@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Send
 
-from gateway.http_protocol import BODY_TIMEOUT_REASON
+from gateway.http_protocol import DISCONNECT_STATUS
 from gateway.upstream import Connection, Target, UpstreamBroken, UpstreamPool, request_head
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
@@ -65,8 +65,8 @@ class BodyTooLarge(Exception):
 class ClientGone(Exception):
     """The client disconnected: before its request body was complete, or during the answer.
 
-    ``status`` is what the access log records: 499, or 408 when the server cut off a client
-    whose body stalled (answered 408 if no answer had started, else cut short)."""
+    ``status`` is what the access log records: 499, or what the server answered when it cut
+    the request off itself (408 for a stalled body, 400 for one it could not parse)."""
 
     def __init__(self, status: int = 499) -> None:
         super().__init__()
@@ -96,7 +96,7 @@ async def request_body(receive: Receive, limit: int, exchange: Exchange) -> Asyn
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientGone(408 if message.get("reason") == BODY_TIMEOUT_REASON else 499)
+            raise ClientGone(message.get(DISCONNECT_STATUS, 499))
         chunk: bytes = message.get("body", b"")
         more = message.get("more_body", False)
         if chunk:

@@ -138,14 +138,33 @@ def test_a_request_the_http_server_refuses_is_logged_and_counted_too(
     gateway = start_gateway(_config(port))
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=3) as conn:
         conn.sendall(b"GET /open HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n")
-        assert conn.recv(4096).startswith(b"HTTP/1.1 400 ")
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400 ")
     (line,) = _log_lines(gateway, 1)
     assert (line["status"], line["method"], line["path"], line["route"]) == (400, "-", "-", None)
-    assert line["client"] == "127.0.0.1" and line["request_id"]
+    assert line["client"] == "127.0.0.1"
+    assert f"\r\nx-request-id: {line['request_id']}\r\n".encode() in answer
     counted = _wait_for(  # each worker publishes its counts every second
         lambda: _counts(httpx.get(f"{gateway.admin_url}/metrics").text).get(("-", "400")), 3.0
     )
     assert counted == 1
+
+
+def test_a_body_the_server_cannot_parse_is_logged_with_the_400_the_client_got(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port))
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=3) as conn:
+        conn.sendall(
+            b"POST /open/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"zz\r\nhello\r\n0\r\n\r\n"
+        )
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    (line,) = _log_lines(gateway, 1)
+    assert (line["status"], line["path"]) == (400, "/open/x")
+    assert f"\r\nx-request-id: {line['request_id']}\r\n".encode() in answer
 
 
 def test_text_log_format_is_one_readable_line(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gateway.http_protocol import MAX_HEAD_BYTES, GatewayHttpProtocol
+from gateway.http_protocol import MAX_HEAD_BYTES, REQUEST_ID_KEY, GatewayHttpProtocol
 from gateway.proxy import ClientGone, request_body
 from gateway.proxy import Exchange as ProxyExchange
 
@@ -636,11 +636,27 @@ gone: list[int] = []
 
 async def proxy_reading_a_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reads the body as the gateway's proxy does, and notes the status it would log."""
+    scope[REQUEST_ID_KEY] = "rid-1"  # as the gateway's front door names it
     try:
         async for _ in request_body(receive, 1 << 20, ProxyExchange()):
             pass
     except ClientGone as exc:
         gone.append(exc.status)
+
+
+@pytest.mark.app.with_args(proxy_reading_a_body)
+async def test_the_proxy_logs_400_for_a_body_the_server_could_not_parse(served: Served) -> None:
+    gone.clear()
+    answer = await served.exchange(
+        b"PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"\r\nx-request-id: rid-1\r\n" in answer
+    for _ in range(50):
+        if gone:
+            break
+        await asyncio.sleep(0.02)
+    assert gone == [400]
 
 
 async def test_the_proxy_logs_408_for_a_body_the_server_cut_off() -> None:
@@ -651,6 +667,7 @@ async def test_the_proxy_logs_408_for_a_body_the_server_cut_off() -> None:
             b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nhalf"
         )
         assert answer.startswith(b"HTTP/1.1 408 ")
+        assert b"\r\nx-request-id: rid-1\r\n" in answer
         assert gone == [408]
     finally:
         server.server.should_exit = True
