@@ -263,7 +263,7 @@ class Exchange:
         conn = self._conn
         if self._continue:
             self._continue = False
-            if not self.started:
+            if not self.started and not self.disconnected:
                 conn.write(_CONTINUE)
         while True:
             if self.disconnected or self.complete:
@@ -306,8 +306,13 @@ class Exchange:
         self._conn.loop.call_soon(self._answer_cut)
 
     def _answer_cut(self) -> None:
-        if not self.started:
-            self._conn.write(_refusal(self._cut_status, self.scope.get(REQUEST_ID_KEY, "")))
+        if not self.started or self._head is not None:
+            # Nothing of an answer has left (a held head is dropped): the refusal can go.
+            self._head = None
+            request_id = self.scope.get(REQUEST_ID_KEY)
+            self._conn.write(
+                _refusal(self._cut_status, request_id if isinstance(request_id, str) else "")
+            )
         self._conn.close()
 
     async def send(self, message: Message) -> None:
@@ -482,6 +487,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._head_bytes = 0  # the request line and header lines of the head being parsed
         self._arriving = 0
         self._refusing = False
+        self._pending_refusal = 0  # refused behind requests in progress: answered after them
 
     # asyncio.Protocol
 
@@ -535,7 +541,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 return
             broken = self._parsing
             if broken is None:
-                self._refuse(400)  # a head: answered after the requests before it
+                self._refuse(400)  # a head: answered after the requests before it, if any
             elif broken is self.current:
                 # A body that cannot be parsed: that request cannot be served, nor anything
                 # after it on this connection.
@@ -543,10 +549,15 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 self._refusing = True
                 self.pause_reading()
                 broken.cut(400)
-            else:
-                # A pipelined request whose body is broken: answer those before it, then close.
+            elif broken in self._pipeline:
+                # A pipelined request whose body is broken: answer those before it, then it.
                 self._parsing = None
                 self._pipeline.remove(broken)
+                self._refuse(400)
+            else:
+                # The body of a request already answered (without reading it): its answer is
+                # out, and nothing after it can be framed.
+                self._parsing = None
                 self._refuse(0)
             return
         if self._in_head:
@@ -666,6 +677,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def response_done(self, exchange: Exchange) -> None:
         self.server_state.total_requests += 1
         if not exchange.keep_alive or self._closing:
+            if self._pending_refusal and not self._pipeline:
+                self._write_refusal(self._pending_refusal)
             self.close()
             return
         self.current = None
@@ -737,13 +750,17 @@ class GatewayHttpProtocol(asyncio.Protocol):
         last = self._last_in_line()
         if last is None:
             if status:
-                request_id = ""
-                if self._on_refused is not None:
-                    request_id = self._on_refused(status, self.client[0] if self.client else "")
-                self.write(_refusal(status, request_id))
+                self._write_refusal(status)
             self.close()
         else:
+            self._pending_refusal = status
             last.keep_alive = False
+
+    def _write_refusal(self, status: int) -> None:
+        request_id = ""
+        if self._on_refused is not None:
+            request_id = self._on_refused(status, self.client[0] if self.client else "")
+        self.write(_refusal(status, request_id))
 
     def _last_in_line(self) -> Exchange | None:
         """The exchange answered last: the newest pipelined one, else the one in progress."""

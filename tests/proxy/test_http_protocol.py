@@ -501,15 +501,83 @@ async def test_a_pipelined_upgrade_is_answered_after_the_request_before_it(
 
 
 @pytest.mark.app.with_args(slow)
-async def test_a_pipelined_request_with_a_broken_body_leaves_the_one_before_it_answered(
+async def test_a_pipelined_request_with_a_broken_body_is_400_after_the_one_before_it(
     served: Served,
 ) -> None:
     answer = await served.exchange(
         b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
         b"POST /broken HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
     )
-    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"hello /first")
+    first, _, refusal = answer.partition(b"hello /first")
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert refusal.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"/broken" not in answer
+
+
+@pytest.mark.app.with_args(slow)
+async def test_a_pipelined_malformed_head_is_400_after_the_one_before_it(served: Served) -> None:
+    answer = await served.exchange(
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nBad Header\r\n\r\n"
+    )
+    first, _, refusal = answer.partition(b"hello /first")
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert refusal.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+@pytest.mark.app.with_args(echo)
+async def test_no_100_continue_goes_out_for_a_body_already_refused(served: Served) -> None:
+    answer = await served.exchange(
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+go = asyncio.Event()
+
+
+async def starts_its_answer_on_cue(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    scope[REQUEST_ID_KEY] = "rid-held"
+    await go.wait()
+    await send({"type": "http.response.start", "status": 200, "headers": []})  # head held
+    with contextlib.suppress(OSError):
+        await receive()
+        await send({"type": "http.response.body", "body": b"x"})
+
+
+@pytest.mark.app.with_args(starts_its_answer_on_cue)
+async def test_a_body_that_breaks_while_the_answer_head_is_held_gets_the_400(
+    served: Served,
+) -> None:
+    go.clear()
+    reader, writer = await served.connect()
+    writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    await asyncio.sleep(0.2)
+    writer.write(b"zz\r\n")  # read by the server in the same loop step as the app's start
+    go.set()
+    answer = await asyncio.wait_for(reader.read(-1), 3)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"\r\nx-request-id: rid-held\r\n" in answer
+
+
+async def answers_without_reading(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    headers = [(b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": b"no"})
+
+
+@pytest.mark.app.with_args(answers_without_reading)
+async def test_a_broken_body_after_its_answer_closes_the_connection_quietly(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert (await asyncio.wait_for(reader.readuntil(b"no"), 3)).startswith(b"HTTP/1.1 401")
+    writer.write(b"zz\r\n")
+    assert await asyncio.wait_for(reader.read(-1), 3) == b""  # closed, nothing more said
+    writer.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def header_names(scope: dict[str, Any], receive: Any, send: Any) -> None:
