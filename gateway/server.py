@@ -9,10 +9,11 @@ Uvicorn settings a proxy needs:
   the gateway decides trust itself from ``server.trusted_proxies``.
 - No ``Server``/``Date`` headers of uvicorn's own, so the upstream's pass through unchanged.
 
-Process model: the supervisor binds the public and admin sockets once and starts N workers that
-share them. Signals are the gateway's, not uvicorn's: ``SIGTERM``/``SIGINT`` stop accepting,
-let requests in flight finish (up to 30 s) and exit 0; ``SIGHUP`` reloads the configuration in
-every worker without restarting it. With one worker the supervisor is the worker itself.
+Process model: the supervisor binds the sockets once (on Linux one public socket per worker in a
+SO_REUSEPORT group, so the kernel spreads connections: ``bind_public``) and starts N workers.
+Signals are the gateway's, not uvicorn's: ``SIGTERM``/``SIGINT`` stop accepting, let requests
+in flight finish (up to 30 s) and exit 0; ``SIGHUP`` reloads the configuration in every worker
+without restarting it. With one worker the supervisor is the worker itself.
 """
 
 from __future__ import annotations
@@ -64,15 +65,50 @@ def raise_descriptor_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket, shared by every worker."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
+
+
+# Linux spreads the connections of a SO_REUSEPORT group over its sockets by hash; elsewhere the
+# option only lets sockets share a port, so the workers share one socket instead.
+_BALANCED_LISTEN = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+
+
+def bind_public(host: str, port: int, workers: int) -> list[socket.socket]:
+    """One listening socket per worker in one SO_REUSEPORT group (Linux), else one shared.
+
+    Why: on a shared socket each worker's event loop (libuv) accepts every connection pending
+    when it wakes, so a burst of new connections lands on one worker while the others idle: 40
+    connections opened at once all went to one of two workers (tests/ops/test_traffic.py), and
+    ``make bench``'s 2-worker row moved between 26.5% and 37.9% of nginx from run to run. The
+    kernel's hash spreads them instead. Sockets
+    are all bound here, so a port in use fails before any worker starts, and a worker that is
+    restarted takes over its predecessor's socket and the connections queued on it."""
+    if workers == 1 or not _BALANCED_LISTEN:
+        return [bind(host, port)]
+    first = bind(host, port, reuse_port=True)
+    sockets = [first]
+    try:
+        actual = first.getsockname()[1]  # the same port for all, when asked for port 0
+        sockets += [bind(host, actual, reuse_port=True) for _ in range(workers - 1)]
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
@@ -167,9 +203,15 @@ def serve(
     metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        public = bind(host, port)
+        publics = bind_public(host, port, workers)
+    except OSError as exc:
+        print(f"gateway: cannot listen: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
         admin = bind(admin_host, admin_port)
     except OSError as exc:
+        for sock in publics:
+            sock.close()
         print(f"gateway: cannot listen: {exc.strerror}", file=sys.stderr)
         return 1
     print(
@@ -181,13 +223,14 @@ def serve(
     try:
         if workers == 1:
             try:
-                run_worker(plan, public, admin)
+                run_worker(plan, publics[0], admin)
             except SystemExit as exc:
                 return int(exc.code or 0)
             return 0
-        return _supervise(plan, public, admin)
+        return _supervise(plan, publics, admin)
     finally:
-        public.close()
+        for sock in publics:
+            sock.close()
         admin.close()
         with contextlib.suppress(OSError):
             for name in os.listdir(metrics_dir):
@@ -195,21 +238,21 @@ def serve(
             os.rmdir(metrics_dir)
 
 
-def _supervise(plan: WorkerPlan, public: socket.socket, admin: socket.socket) -> int:
+def _supervise(plan: WorkerPlan, publics: list[socket.socket], admin: socket.socket) -> int:
     workers = plan.workers
     context = multiprocessing.get_context("spawn")
     stopping = False
 
-    def start() -> SpawnProcess:
+    def start(index: int) -> SpawnProcess:
         process = context.Process(
             target=run_worker,
-            args=(plan, public, admin),
+            args=(plan, publics[index % len(publics)], admin),
             daemon=False,
         )
         process.start()
         return process
 
-    processes = [start() for _ in range(workers)]
+    processes = [start(index) for index in range(workers)]
 
     def forward(sig: int, _frame: object) -> None:
         nonlocal stopping
@@ -239,7 +282,7 @@ def _supervise(plan: WorkerPlan, public: socket.socket, admin: socket.socket) ->
                 f"gateway: worker {process.pid} exited ({process.exitcode}); starting another",
                 file=sys.stderr,
             )
-            processes[index] = start()
+            processes[index] = start(index)
     deadline = time.monotonic() + GRACEFUL_STOP_SECONDS + 5
     for process in processes:
         process.join(max(0.0, deadline - time.monotonic()))

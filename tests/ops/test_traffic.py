@@ -80,6 +80,32 @@ def test_a_client_pausing_its_upload_past_the_route_timeout_is_answered_not_time
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
 
+def test_a_burst_of_new_connections_is_spread_over_the_workers(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    # On one shared socket the first worker to wake accepted the whole burst.
+    _, port = upstream
+    gateway = start_gateway(
+        "routes:\n  - name: pool\n    path: /pool\n    auth: public\n"
+        f"    upstream: http://127.0.0.1:{port}\n",
+        workers=2,
+    )
+    conns = [socket.create_connection(("127.0.0.1", gateway.port), timeout=5) for _ in range(40)]
+    workers: dict[bytes, int] = {}
+    try:
+        for conn in conns:
+            conn.sendall(b"GET /pool HTTP/1.1\r\nHost: a\r\n\r\n")
+        for conn in conns:
+            head = conn.recv(65536).lower()
+            request_id = head.split(b"\r\nx-request-id: ")[1].split(b"\r\n")[0]
+            process = request_id[:12]  # the generated id starts with a per-process prefix
+            workers[process] = workers.get(process, 0) + 1
+    finally:
+        for conn in conns:
+            conn.close()
+    assert len(workers) == 2 and min(workers.values()) >= 8, workers
+
+
 def test_the_gateway_raises_its_descriptor_limit_to_the_hard_limit(tmp_path: Path) -> None:
     SigningKey(tmp_path / "keys", "EdDSA")
     config = tmp_path / "routes.yaml"
