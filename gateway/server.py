@@ -92,8 +92,7 @@ def bind_public(host: str, port: int, workers: int) -> list[socket.socket]:
 
     Why: on a shared socket each worker's event loop (libuv) accepts every connection pending
     when it wakes, so a burst of new connections lands on one worker while the others idle: 40
-    connections opened at once all went to one of two workers (tests/ops/test_traffic.py), and
-    ``make bench``'s 2-worker row moved between 26.5% and 37.9% of nginx from run to run. The
+    connections opened at once all went to one of two workers (tests/ops/test_traffic.py). The
     kernel's hash spreads them instead. Sockets
     are all bound here, so a port in use fails before any worker starts, and a worker that is
     restarted takes over its predecessor's socket and the connections queued on it."""
