@@ -96,8 +96,12 @@ def _no_signals() -> Any:
 async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
     marker = request.node.get_closest_marker("app")
     app: App = marker.args[0] if marker else hello
-    keep_alive = marker.kwargs.get("keep_alive", 5.0) if marker else 5.0
-    server, task = await serve(app, keep_alive=keep_alive)
+    options = marker.kwargs if marker else {}
+    server, task = await serve(
+        app,
+        keep_alive=options.get("keep_alive", 5.0),
+        protocol=options.get("protocol", GatewayHttpProtocol),
+    )
     yield server
     server.server.should_exit = True
     await task
@@ -604,21 +608,19 @@ class QuickToGiveUp(GatewayHttpProtocol):
     send_timeout = 0.3
 
 
-async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout() -> None:
+@pytest.mark.app.with_args(endless, protocol=QuickToGiveUp)
+async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
+    served: Served,
+) -> None:
     outcomes.clear()
-    server, task = await serve(endless, protocol=QuickToGiveUp)
-    try:
-        _, writer = await server.connect()
-        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # and never reads again
-        for _ in range(150):
-            if outcomes:
-                break
-            await asyncio.sleep(0.02)
-        assert outcomes == ["told"]
-        writer.close()
-    finally:
-        server.server.should_exit = True
-        await task
+    _, writer = await served.connect()
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # and never reads again
+    for _ in range(150):
+        if outcomes:
+            break
+        await asyncio.sleep(0.02)
+    assert outcomes == ["told"]
+    writer.close()
 
 
 async def forever(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -653,50 +655,39 @@ async def body_then_wait(scope: dict[str, Any], receive: Any, send: Any) -> None
     await send({"type": "http.response.body", "body": b"waited"})
 
 
-async def test_a_request_body_that_stalls_is_answered_408_and_the_connection_closed() -> None:
-    server, task = await serve(echo, protocol=QuickToGiveUpOnBodies)
-    try:
-        reader, writer = await server.connect()
-        writer.write(b'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{"user')
-        answer = await asyncio.wait_for(reader.read(-1), 3)  # read(-1): until the server closes
-        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
-        assert b'"error": "request_timeout"' in answer
-        writer.close()
-    finally:
-        server.server.should_exit = True
-        await task
+@pytest.mark.app.with_args(echo, protocol=QuickToGiveUpOnBodies)
+async def test_a_request_body_that_stalls_is_answered_408_and_the_connection_closed(
+    served: Served,
+) -> None:
+    answer = await served.exchange(
+        b'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{"user'
+    )  # read until the server closes
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b'"error": "request_timeout"' in answer
 
 
-async def test_a_body_that_keeps_coming_is_not_cut_off() -> None:
-    server, task = await serve(echo, protocol=QuickToGiveUpOnBodies)
-    try:
-        reader, writer = await server.connect()
-        writer.write(
-            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
-        )
-        for byte in b"abcde":  # 1 s in all, never 0.3 s without a byte
-            await asyncio.sleep(0.2)
-            writer.write(bytes([byte]))
-        answer = await asyncio.wait_for(reader.read(-1), 3)
-        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert answer.endswith(b"5 a e\r\n0\r\n\r\n")
-        writer.close()
-    finally:
-        server.server.should_exit = True
-        await task
+@pytest.mark.app.with_args(echo, protocol=QuickToGiveUpOnBodies)
+async def test_a_body_that_keeps_coming_is_not_cut_off(served: Served) -> None:
+    reader, writer = await served.connect()
+    writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+    for byte in b"abcde":  # 1 s in all, never 0.3 s without a byte
+        await asyncio.sleep(0.2)
+        writer.write(bytes([byte]))
+    answer = await asyncio.wait_for(reader.read(-1), 3)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"5 a e\r\n0\r\n\r\n")
+    writer.close()
 
 
-async def test_waiting_for_a_disconnect_after_the_body_is_not_a_stalled_body() -> None:
-    server, task = await serve(body_then_wait, protocol=QuickToGiveUpOnBodies)
-    try:
-        answer = await server.exchange(
-            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
-        )
-        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert answer.endswith(b"waited\r\n0\r\n\r\n")
-    finally:
-        server.server.should_exit = True
-        await task
+@pytest.mark.app.with_args(body_then_wait, protocol=QuickToGiveUpOnBodies)
+async def test_waiting_for_a_disconnect_after_the_body_is_not_a_stalled_body(
+    served: Served,
+) -> None:
+    answer = await served.exchange(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"waited\r\n0\r\n\r\n")
 
 
 gone: list[int] = []
@@ -727,16 +718,10 @@ async def test_the_proxy_logs_400_for_a_body_the_server_could_not_parse(served: 
     assert gone == [400]
 
 
-async def test_the_proxy_logs_408_for_a_body_the_server_cut_off() -> None:
+@pytest.mark.app.with_args(proxy_reading_a_body, protocol=QuickToGiveUpOnBodies)
+async def test_the_proxy_logs_408_for_a_body_the_server_cut_off(served: Served) -> None:
     gone.clear()
-    server, task = await serve(proxy_reading_a_body, protocol=QuickToGiveUpOnBodies)
-    try:
-        answer = await server.exchange(
-            b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nhalf"
-        )
-        assert answer.startswith(b"HTTP/1.1 408 ")
-        assert b"\r\nx-request-id: rid-1\r\n" in answer
-        assert gone == [408]
-    finally:
-        server.server.should_exit = True
-        await task
+    answer = await served.exchange(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nhalf")
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"\r\nx-request-id: rid-1\r\n" in answer
+    assert gone == [408]
