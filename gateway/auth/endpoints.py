@@ -56,7 +56,7 @@ _POST_ONLY = "POST"
 # (domain, path) that reaches the endpoint: 4 paths (/, /auth, /auth/, /auth/<endpoint>) times
 # the host and its parent domains, so a dozen or so even with planted ones. Past this the
 # request was not made by a browser, and the store is not made to pay for it.
-_MAX_LOGOUTS = 16
+_MAX_REFRESH_COOKIES = 16
 _LOGIN_METHODS = "GET, HEAD, POST"
 STORE_DOWN = "The session store is unavailable; try again shortly"
 
@@ -227,9 +227,7 @@ class TokenEndpoints:
 
     async def refresh(self, request: Request) -> Response:
         service = self._admit(request, _POST_ONLY)
-        tokens = read_cookies(
-            request.headers.getlist("cookie"), service.cookies.refresh_name, limit=_MAX_LOGOUTS
-        )
+        tokens = _refresh_cookies(service, request)
         if len(tokens) > 1:
             # A second one was planted, or left at an earlier cookie path (cookies.py): using
             # either could sign the user into someone else's session. Every session presented
@@ -273,9 +271,7 @@ class TokenEndpoints:
         service = self._admit(request, _POST_ONLY)
         # Every refresh cookie presented, not only the first: one planted for a longer path
         # comes first and would leave the real session alive (cookies.py).
-        tokens = read_cookies(
-            request.headers.getlist("cookie"), service.cookies.refresh_name, limit=_MAX_LOGOUTS
-        )
+        tokens = _refresh_cookies(service, request)
         response: Response = Response(status_code=204, headers=_NO_STORE)
         if not await self._end_sessions(service, tokens):
             # The browser forgets its tokens anyway; the caller hears the session may live on.
@@ -366,6 +362,13 @@ def _set_cookies(cookies: SessionCookies, headers: MutableHeaders, grant: Grant)
     access = cookies.access(grant.access_token, grant.expires_in)
     if access is not None:
         headers.append("set-cookie", access)
+
+
+def _refresh_cookies(service: _Service, request: Request) -> list[str]:
+    """Every distinct refresh cookie the request carries (a planted one comes first)."""
+    return read_cookies(
+        request.headers.getlist("cookie"), service.cookies.refresh_name, limit=_MAX_REFRESH_COOKIES
+    )
 
 
 def _clear_cookies(cookies: SessionCookies, headers: MutableHeaders) -> None:
