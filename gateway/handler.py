@@ -274,9 +274,12 @@ class FrontDoor:
                 await self._error(send, record, 400, exc.description)
                 return
             denial: Denial | None = None
+            # A browser navigation cannot attach a header: with the access cookie it is sent to
+            # sign in instead of shown a 401, when it has no token or only a stale cookie one.
+            navigation = rt.access_cookie is not None and method == "GET" and b"text/html" in accept
             if token is None:
                 if route.auth == "required":
-                    if rt.access_cookie and method == "GET" and b"text/html" in accept:
+                    if navigation:
                         record.auth_failure = "missing"
                         await self._to_login(send, record, path, scope.get("query_string", b""))
                         return
@@ -308,6 +311,9 @@ class FrontDoor:
                     denial = rt.access[route.name].check(admitted)
             if denial is not None:
                 record.auth_failure = denial.reason
+                if navigation and denial.status == 401 and not bearer_header:
+                    await self._to_login(send, record, path, scope.get("query_string", b""))
+                    return
                 await self._error(
                     send,
                     record,

@@ -35,7 +35,7 @@ from gateway.auth.csrf import OriginCheck
 from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import KeyRing
 from gateway.auth.login_form import BadForm, LoginForm, read_login_form, wants_page
-from gateway.auth.login_page import PAGE_HEADERS, render_page, safe_next
+from gateway.auth.login_page import PAGE_HEADERS, render_page, render_signed_in, safe_next
 from gateway.auth.passwords import PasswordCheck
 from gateway.auth.revocation import RevocationSet
 from gateway.auth.sessions import Grant, InvalidGrant, Refused, SessionService
@@ -77,6 +77,7 @@ class _Service:
     credentials: Credentials
     throttle: LoginThrottle
     revoked: RevocationSet
+    sign_in_url: str
 
 
 def error(
@@ -172,6 +173,7 @@ class TokenEndpoints:
             credentials=credentials_for(users, http, passwords),
             throttle=LoginThrottle(store, max_failures=users.max_failures, lockout=users.lockout),
             revoked=revoked,
+            sign_in_url=config.server.public_url + "/auth/login",
         )
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -179,14 +181,17 @@ class TokenEndpoints:
     async def login(self, request: Request) -> Response:
         if request.method in ("GET", "HEAD"):
             next_path = safe_next(request.query_params.get("next"))
-            return HTMLResponse(render_page(next_path=next_path), headers=PAGE_HEADERS)
+            # Only access-cookie sessions are sent here by a navigation, so only they can
+            # usefully be resumed from the refresh cookie before the form is needed.
+            silent = self._service is not None and self._service.cookies.access_name is not None
+            return _page(render_page(next_path=next_path, silent_refresh=silent))
         service = self._admit(request, _LOGIN_METHODS)
         try:
             form = await read_login_form(request)
         except BadForm as exc:
             if wants_page(request):
                 page = render_page(message="The sign-in form was incomplete; try again.")
-                return HTMLResponse(page, status_code=exc.status, headers=PAGE_HEADERS)
+                return _page(page, exc.status)
             return error(exc.status, exc.code, exc.description)
         address = service.headers.client_address(
             request.client.host if request.client else "",
@@ -218,8 +223,7 @@ class TokenEndpoints:
             if form.next_path:
                 response = RedirectResponse(form.next_path, status_code=303, headers=_NO_STORE)
             else:
-                page = render_page(message="You are signed in.", form=False)
-                response = HTMLResponse(page, headers=PAGE_HEADERS)
+                response = _page(render_signed_in(grant.sub))
         else:
             response = self._grant(grant)
         _set_cookies(service.cookies, response.headers, grant)
@@ -273,9 +277,13 @@ class TokenEndpoints:
         # comes first and would leave the real session alive (cookies.py).
         tokens = _refresh_cookies(service, request)
         response: Response = Response(status_code=204, headers=_NO_STORE)
+        if wants_page(request):  # the signed-in page's button: back to the sign-in page
+            response = RedirectResponse("/auth/login", status_code=303, headers=_NO_STORE)
         if not await self._end_sessions(service, tokens):
             # The browser forgets its tokens anyway; the caller hears the session may live on.
             response = error(503, "store_unavailable", STORE_DOWN)
+            if wants_page(request):
+                response = _page(render_page(message=STORE_DOWN), 503)
         _clear_cookies(service.cookies, response.headers)
         return response
 
@@ -314,6 +322,9 @@ class TokenEndpoints:
             request.headers.getlist("origin"), request.headers.getlist("sec-fetch-site")
         )
         if refusal is not None:
+            if wants_page(request):  # a form posted from another site's page: say where to go
+                message = f"{refusal}. Sign in at {service.sign_in_url}."
+                raise _Refusal(_page(render_page(message=message), 403))
             raise _Refusal(error(403, "forbidden", refusal))
         return service
 
@@ -352,8 +363,11 @@ class TokenEndpoints:
         message: str,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
-        page = render_page(next_path=form.next_path, message=message)
-        return HTMLResponse(page, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})
+        return _page(render_page(next_path=form.next_path, message=message), status, headers)
+
+
+def _page(page: str, status: int = 200, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(page, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})
 
 
 def _set_cookies(cookies: SessionCookies, headers: MutableHeaders, grant: Grant) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import statistics
 import time
@@ -210,19 +211,19 @@ def test_the_sign_in_page_is_self_contained_html_under_a_strict_csp(service: Ser
 @pytest.mark.parametrize(
     ("next_value", "kept"),
     [
-        pytest.param("/orders/7?view=full", True, id="same-origin path"),
-        pytest.param("https://evil.example/", False, id="absolute URL"),
-        pytest.param("//evil.example/", False, id="scheme-relative URL"),
-        pytest.param("/\\evil.example/", False, id="backslash trick"),
-        pytest.param('/x"><script>alert(1)</script>', False, id="markup"),
+        pytest.param("/orders/7?view=full", "/orders/7?view=full", id="same-origin path"),
+        pytest.param("https://evil.example/", "/", id="absolute URL"),
+        pytest.param("//evil.example/", "/", id="scheme-relative URL"),
+        pytest.param("/\\evil.example/", "/", id="backslash trick"),
+        pytest.param('/x"><script>alert(1)</script>', "/", id="markup"),
     ],
 )
 def test_the_sign_in_page_keeps_next_only_when_it_is_a_local_path(
-    service: Service, next_value: str, kept: bool
+    service: Service, next_value: str, kept: str
 ) -> None:
     page = CLIENT.get(f"{service.url}/auth/login", params={"next": next_value}).text
-    assert ('name="next"' in page) is kept
-    assert "<script>" not in page
+    assert f'<input type="hidden" name="next" value="{html.escape(kept)}">' in page
+    assert "<script>alert" not in page
 
 
 def test_a_browser_form_login_redirects_to_a_local_next(service: Service) -> None:
@@ -244,16 +245,17 @@ def test_a_browser_form_login_redirects_to_a_local_next(service: Service) -> Non
         pytest.param("//evil.example/", id="scheme-relative URL"),
     ],
 )
-def test_a_browser_form_login_never_redirects_off_site(service: Service, next_value: str) -> None:
+def test_a_browser_form_login_sends_an_off_site_next_to_the_root(
+    service: Service, next_value: str
+) -> None:
     answer = CLIENT.post(
         f"{service.url}/auth/login",
         data={"username": "alice", "password": ALICE, "next": next_value},
         headers={"accept": "text/html"},
     )
     remember(answer)
-    assert answer.status_code == 200
-    assert "location" not in answer.headers
-    assert "You are signed in" in answer.text
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/"
 
 
 def test_a_browser_form_login_with_a_wrong_password_shows_the_page_again(
