@@ -1,19 +1,35 @@
-"""A toy, unauthenticated API to put behind the gateway in the demo (`make run`).
+"""A toy, unauthenticated API to put behind the gateway in the demo (`make run`), and its app.
 
 It trusts the identity headers the gateway sets, exactly as a real upstream behind Gateway
-would, and shows them back so you can see what the gateway sent.
+would, and shows them back so you can see what the gateway sent. It also serves the static
+single-page app of ``examples/spa/`` at ``/app/`` (a public route of the gateway).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
+
+SPA = Path(__file__).resolve().parent / "spa"
+# The app loads only its own files and talks only to its own origin (the gateway).
+SPA_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-cache"),
+]
 
 ORDERS: dict[int, dict[str, object]] = {1: {"id": 1, "item": "coffee", "by": "demo"}}
 _ids = itertools.count(2)
@@ -49,8 +65,30 @@ async def create_order(request: Request) -> JSONResponse:
     return JSONResponse(order, status_code=201)
 
 
+class SpaFiles:
+    """The SPA's static files, with the page headers a real deployment would send."""
+
+    def __init__(self) -> None:
+        self._files = StaticFiles(directory=SPA, html=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *SPA_HEADERS]
+            await send(message)
+
+        await self._files(scope, receive, with_headers)
+
+
+async def to_app(request: Request) -> Response:
+    # Relative, so the browser stays on the gateway's origin (the Host here is the upstream's).
+    return RedirectResponse("/app/", status_code=308)
+
+
 app = Starlette(
     routes=[
+        Route("/app", to_app),
+        Mount("/app", SpaFiles()),
         Route("/public/hello", hello),
         Route("/api/whoami", whoami),
         Route("/api/orders", list_orders, methods=["GET"]),
