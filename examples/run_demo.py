@@ -1,4 +1,4 @@
-"""`make run`: the demo upstream on :9000 and the gateway on :8080 in front of it.
+"""`make run`: the demo upstream (API and single-page app) on :9000, the gateway on :8080.
 
 On first run it creates the demo user (``demo`` / ``demo-password``) in ./users.yaml; the
 gateway itself creates its signing key in ./keys and its SQLite store in ./data.
@@ -19,6 +19,11 @@ DEMO_PASSWORD = "demo-password"
 HOWTO = f"""
 Gateway demo: http://localhost:8080 -> demo upstream http://127.0.0.1:9000 (admin :9090)
 
+  In a browser (user {DEMO_USER}, password {DEMO_PASSWORD}); use localhost, the public_url:
+    the demo app:        http://localhost:8080/app/
+    the sign-in page:    http://localhost:8080/auth/login
+    a protected page:    http://localhost:8080/api/whoami   (sends you to sign in, and back)
+
   # a public route, no token needed
   curl -i http://localhost:8080/public/hello
 
@@ -36,7 +41,6 @@ Gateway demo: http://localhost:8080 -> demo upstream http://127.0.0.1:9000 (admi
   curl -s -b jar.txt -c jar.txt -X POST http://localhost:8080/auth/refresh
   curl -i -b jar.txt -c jar.txt -X POST http://localhost:8080/auth/logout
 
-  # or sign in from a browser: http://localhost:8080/auth/login
   # see why a request is refused:  .venv/bin/gateway explain GET /api/orders --token "$TOKEN"
   # health and metrics:            curl http://127.0.0.1:9090/readyz ; curl http://127.0.0.1:9090/metrics
 """
