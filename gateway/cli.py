@@ -33,8 +33,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.server import serve
-    from gateway.watch import fingerprint, fingerprint_of_file
+    from gateway.ops.supervisor import serve
+    from gateway.ops.watch import fingerprint, fingerprint_of_file
 
     path = _config_path(args)
     before = fingerprint_of_file(path)
@@ -67,7 +67,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from gateway.auth.commands import read_password, users_add
+    from gateway.tokenservice.commands import read_password, users_add
 
     config = _load(args)
     password = read_password(from_stdin=args.password_stdin)
@@ -76,14 +76,14 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_token_mint(args: argparse.Namespace) -> int:
-    from gateway.auth.commands import mint_token
+    from gateway.tokenservice.commands import mint_token
 
     print(mint_token(_load(args), args.sub, scopes=args.scopes, ttl=args.ttl))
     return 0
 
 
 def cmd_sessions_revoke(args: argparse.Namespace) -> int:
-    from gateway.auth.commands import revoke_sessions
+    from gateway.tokenservice.commands import revoke_sessions
 
     print(revoke_sessions(_load(args), args.sub))
     return 0
@@ -95,7 +95,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from gateway.auth.jwks import JwksError
     from gateway.auth.keys import KeyFileError
-    from gateway.explain import explain
+    from gateway.ops.explain import explain
 
     config = _load(args)
     try:
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # The token-service commands' own one-line errors; imported late so that `check`
         # and `serve` do not load argon2 and the stores just to report a problem.
-        from gateway.auth.commands import CommandError
+        from gateway.tokenservice.commands import CommandError
 
         if not isinstance(exc, CommandError):
             raise

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
-from gateway.units import parse_duration, parse_size
+from gateway.config.units import parse_duration, parse_size
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = "routes:\n  - name: a\n    path: /a\n    upstream: http://127.0.0.1:9000\n"

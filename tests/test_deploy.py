@@ -16,7 +16,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from gateway.config import Config, parse_config
-from gateway.server import GRACEFUL_STOP_SECONDS
+from gateway.ops.supervisor import GRACEFUL_STOP_SECONDS
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 KUBE = DEPLOY / "kubernetes"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.paths import PathError, normalise_path
+from gateway.proxy.paths import PathError, normalise_path
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from gateway.config import RateLimit
-from gateway.ratelimit import MemoryRateLimiter
+from gateway.proxy.ratelimit import MemoryRateLimiter
 
 FIVE_PER_SECOND = RateLimit(count=5, window=1.0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import Route
-from gateway.routing import MethodNotAllowed, RouteMatch, RouteTable
+from gateway.proxy.routing import MethodNotAllowed, RouteMatch, RouteTable
 
 
 def route(name: str, path: str, methods: set[str] | None = None, strip: str | None = None) -> Route:

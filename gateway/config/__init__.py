@@ -31,7 +31,7 @@ from gateway.config.model import (
     UsersConfig,
     origin_of,
 )
-from gateway.yaml_source import parse_yaml
+from gateway.config.yaml_source import parse_yaml
 
 __all__ = [
     "AccessCookieConfig",

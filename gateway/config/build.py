@@ -28,9 +28,9 @@ from gateway.config.model import (
 )
 from gateway.config.reader import NO_STRINGS, TOKEN_CHARS
 from gateway.config.routes import PROTECTED_HEADERS, RouteChecks
+from gateway.config.units import parse_duration, parse_size
+from gateway.config.yaml_source import Path_
 from gateway.store import KNOWN_SCHEMES
-from gateway.units import parse_duration, parse_size
-from gateway.yaml_source import Path_
 
 _DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256",)
 

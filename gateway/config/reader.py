@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from gateway.units import UnitError
-from gateway.yaml_source import Document, Path_
+from gateway.config.units import UnitError
+from gateway.config.yaml_source import Document, Path_
 
 T = TypeVar("T")
 TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

@@ -7,8 +7,8 @@ from typing import Any
 
 from gateway.config.model import HeaderRules, RateLimit, Route, ServerConfig
 from gateway.config.reader import NO_STRINGS, TOKEN_CHARS, Reader
-from gateway.units import UnitError, parse_duration, parse_rate, parse_size
-from gateway.yaml_source import Path_
+from gateway.config.units import UnitError, parse_duration, parse_rate, parse_size
+from gateway.config.yaml_source import Path_
 
 RESERVED_PREFIXES = ("/auth", "/.well-known")
 # Headers the gateway owns on the way upstream: an identity header may not reuse them, and a

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gateway.http_protocol import MAX_HEAD_BYTES, REQUEST_ID_KEY, GatewayHttpProtocol
-from gateway.proxy import ClientGone, request_body
-from gateway.proxy import Exchange as ProxyExchange
+from gateway.http.server import MAX_HEAD_BYTES, REQUEST_ID_KEY, GatewayHttpProtocol
+from gateway.proxy.forward import ClientGone, request_body
+from gateway.proxy.forward import Exchange as ProxyExchange
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -328,7 +328,7 @@ outcomes: list[str] = []
 
 
 async def endless(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    from gateway.http_protocol import ClientDisconnected
+    from gateway.http.server import ClientDisconnected
 
     await send({"type": "http.response.start", "status": 200, "headers": []})
     try:

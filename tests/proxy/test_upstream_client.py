@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.proxy import (
+from gateway.http.client import MAX_RESPONSE_HEAD, READ_HIGH_WATER, Target, UpstreamPool
+from gateway.proxy.forward import (
     BodyTooLarge,
     Exchange,
     GatewayOverloaded,
@@ -35,7 +36,6 @@ from gateway.proxy import (
     UpstreamUnreachable,
     forward,
 )
-from gateway.upstream import MAX_RESPONSE_HEAD, READ_HIGH_WATER, Target, UpstreamPool
 
 Action = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"

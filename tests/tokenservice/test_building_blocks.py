@@ -8,12 +8,12 @@ import time
 import pytest
 from argon2 import PasswordHasher
 
-from gateway.auth.cookies import SessionCookies, read_cookies
-from gateway.auth.csrf import OriginCheck
-from gateway.auth.login_page import render_page, safe_next
-from gateway.auth.passwords import PasswordCheck
-from gateway.auth.users import parse_users
 from gateway.config import AccessCookieConfig, CookieConfig, TokensConfig
+from gateway.proxy.origins import OriginCheck
+from gateway.tokenservice.cookies import SessionCookies, read_cookies
+from gateway.tokenservice.pages import render_page, safe_next
+from gateway.tokenservice.passwords import PasswordCheck
+from gateway.tokenservice.users import parse_users
 
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 

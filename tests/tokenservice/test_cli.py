@@ -10,7 +10,7 @@ import pytest
 import yaml
 from argon2 import PasswordHasher
 
-from gateway.auth import commands
+from gateway.tokenservice import commands
 from gateway.cli import main
 from tests.conftest import free_port
 from tests.tokenservice.conftest import SECRETS, Service, call, config_text

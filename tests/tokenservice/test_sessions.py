@@ -10,10 +10,10 @@ import pytest
 
 from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import KeyRing, generate_key
-from gateway.auth.sessions import Grant, InvalidGrant, Refused, SessionService
-from gateway.auth.users import Identity
 from gateway.config import TokensConfig
 from gateway.store import open_store
+from gateway.tokenservice.sessions import Grant, InvalidGrant, Refused, SessionService
+from gateway.tokenservice.users import Identity
 
 T0 = 1_900_000_000.0
 TOKENS = TokensConfig(

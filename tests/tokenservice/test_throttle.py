@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.auth.throttle import LoginThrottle
 from gateway.store.sqlite import SQLiteStore
+from gateway.tokenservice.throttle import LoginThrottle
 from tests.tokenservice.conftest import SECRETS, USERS, Service, config_text, launch, login
 
 # Each test logs in from its own client address (X-Forwarded-For from a trusted proxy), so the

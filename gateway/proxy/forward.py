@@ -1,6 +1,6 @@
 """Forwarding one request to its upstream and streaming the answer back, over pure ASGI.
 
-The data path uses the purpose-built client in ``gateway.upstream`` (why: its docstring and
+The data path uses the purpose-built client in ``gateway.http.client`` (why: its docstring and
 the README's dependency table). One pool per worker holds the keep-alive connections. Bodies
 are never held whole: the request body is an async generator over ASGI ``receive``, written
 upstream as it comes; the answer is relayed chunk by chunk as it arrives.
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Send
 
-from gateway.http_protocol import DISCONNECT_STATUS
-from gateway.upstream import Connection, Target, UpstreamBroken, UpstreamPool, request_head
+from gateway.http.client import Connection, Target, UpstreamBroken, UpstreamPool, request_head
+from gateway.http.server import DISCONNECT_STATUS
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
 

@@ -19,10 +19,10 @@ import yaml
 from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import KeyFileError, KeyRing
 from gateway.auth.revocation import retention_for
-from gateway.auth.users import UsersFileError, add_user, check_scope, parse_users
 from gateway.config import Config
+from gateway.config.units import UnitError, parse_duration
 from gateway.store import StoreError, open_store
-from gateway.units import UnitError, parse_duration
+from gateway.tokenservice.users import UsersFileError, add_user, check_scope, parse_users
 
 __all__ = ["CommandError", "mint_token", "read_password", "revoke_sessions", "users_add"]
 

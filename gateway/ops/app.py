@@ -27,19 +27,19 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
-from gateway.auth.endpoints import Endpoint, TokenEndpoints, error
 from gateway.auth.jwks import JwksError, JwksSource
 from gateway.auth.keys import KeyFileError, KeyRing, ensure_key
 from gateway.auth.revocation import RevocationFeed, RevocationSet, keep_for
-from gateway.balancer import Balancer
 from gateway.config import Config, ConfigError, TrustedIssuer, load_config
-from gateway.handler import FrontDoor, new_request_id
+from gateway.http.client import UpstreamPool
 from gateway.observability import RELOADS, AccessLog, AccessRecord, publish_snapshot
-from gateway.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
-from gateway.runtime import Runtime, build_runtime
+from gateway.ops.watch import Fingerprint, fingerprint
+from gateway.proxy.balancer import Balancer
+from gateway.proxy.front_door import FrontDoor, new_request_id
+from gateway.proxy.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
+from gateway.proxy.runtime import Runtime, build_runtime
 from gateway.store import RefreshStore, StoreUnavailable, open_store
-from gateway.upstream import UpstreamPool
-from gateway.watch import Fingerprint, fingerprint
+from gateway.tokenservice.endpoints import Endpoint, TokenEndpoints, error
 
 log = logging.getLogger("gateway")
 WATCH_INTERVAL = 1.0

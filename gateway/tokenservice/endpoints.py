@@ -30,21 +30,21 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.auth.cookies import SessionCookies, read_cookies
-from gateway.auth.csrf import OriginCheck
 from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import KeyRing
-from gateway.auth.login_form import BadForm, LoginForm, read_login_form, wants_page
-from gateway.auth.login_page import PAGE_HEADERS, render_page, render_signed_in, safe_next
-from gateway.auth.passwords import PasswordCheck
 from gateway.auth.revocation import RevocationSet
-from gateway.auth.sessions import Grant, InvalidGrant, Refused, SessionService
-from gateway.auth.throttle import LoginThrottle
-from gateway.auth.users import Credentials, CredentialsUnavailable, credentials_for
 from gateway.config import Config
-from gateway.headers import HeaderPolicy
 from gateway.observability import REFRESHES, REUSE_DETECTIONS, STORE_ERRORS
+from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.origins import OriginCheck
 from gateway.store import RefreshStore, StoreError
+from gateway.tokenservice.cookies import SessionCookies, read_cookies
+from gateway.tokenservice.login_form import BadForm, LoginForm, read_login_form, wants_page
+from gateway.tokenservice.pages import PAGE_HEADERS, render_page, render_signed_in, safe_next
+from gateway.tokenservice.passwords import PasswordCheck
+from gateway.tokenservice.sessions import Grant, InvalidGrant, Refused, SessionService
+from gateway.tokenservice.throttle import LoginThrottle
+from gateway.tokenservice.users import Credentials, CredentialsUnavailable, credentials_for
 
 __all__ = ["TokenEndpoints", "error"]
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from gateway.auth.issuer import TokenIssuer
-from gateway.auth.users import Identity
 from gateway.config import TokensConfig
 from gateway.store import RefreshStore, RotationOutcome, hash_token
+from gateway.tokenservice.users import Identity
 
 __all__ = ["Grant", "InvalidGrant", "Refused", "SessionService"]
 

@@ -35,8 +35,8 @@ import httpx
 import yaml
 
 from gateway.auth.issuer import REGISTERED_CLAIMS
-from gateway.auth.passwords import PasswordCheck, hash_password, is_argon2_hash
 from gateway.config import UsersConfig
+from gateway.tokenservice.passwords import PasswordCheck, hash_password, is_argon2_hash
 
 __all__ = [
     "CredentialsUnavailable",

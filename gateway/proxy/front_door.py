@@ -22,16 +22,15 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.access import NO_TOKEN, Denial, invalid_token
 from gateway.auth.errors import InvalidRequest, TokenError
 from gateway.auth.extract import extract_token
-from gateway.balancer import Balancer
-from gateway.cors import without_cors
-from gateway.http_errors import send_error
-from gateway.http_protocol import REQUEST_ID_KEY
+from gateway.http.errors import send_error
+from gateway.http.server import REQUEST_ID_KEY
 from gateway.observability import UPSTREAM_FAILURES, AccessLog, AccessRecord
-from gateway.paths import PathError, normalise_path
-from gateway.proxy import (
+from gateway.proxy.access import NO_TOKEN, Denial, invalid_token
+from gateway.proxy.balancer import Balancer
+from gateway.proxy.cors import without_cors
+from gateway.proxy.forward import (
     IDEMPOTENT,
     BodyTooLarge,
     ClientGone,
@@ -42,9 +41,10 @@ from gateway.proxy import (
     forward,
     request_body,
 )
-from gateway.ratelimit import RateLimiter
-from gateway.routing import MethodNotAllowed
-from gateway.runtime import Runtime
+from gateway.proxy.paths import PathError, normalise_path
+from gateway.proxy.ratelimit import RateLimiter
+from gateway.proxy.routing import MethodNotAllowed
+from gateway.proxy.runtime import Runtime
 
 log = logging.getLogger("gateway")
 

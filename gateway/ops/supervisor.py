@@ -36,8 +36,8 @@ from multiprocessing.context import SpawnProcess
 import uvicorn
 
 from gateway.config import Config
-from gateway.http_protocol import GatewayHttpProtocol
-from gateway.watch import Fingerprint
+from gateway.http.server import GatewayHttpProtocol
+from gateway.ops.watch import Fingerprint
 
 GRACEFUL_STOP_SECONDS = 30
 # Longer than the usual load-balancer idle timeout (60 s), so the balancer, not the gateway,
@@ -141,8 +141,8 @@ class WorkerPlan:
 
 
 async def _serve_worker(plan: WorkerPlan, public: socket.socket, admin: socket.socket) -> None:
-    from gateway.admin import AdminApp
-    from gateway.app import GatewayApp
+    from gateway.ops.admin import AdminApp
+    from gateway.ops.app import GatewayApp
 
     app = GatewayApp(
         plan.config,

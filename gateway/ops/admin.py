@@ -6,8 +6,8 @@ import json
 
 from starlette.types import Receive, Scope, Send
 
-from gateway.app import GatewayApp
 from gateway.observability import render_metrics
+from gateway.ops.app import GatewayApp
 
 _PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 
-from gateway.auth.login_page import safe_next
+from gateway.tokenservice.pages import safe_next
 
 __all__ = ["BODY_LIMIT", "MAX_FIELDS", "BadForm", "LoginForm", "read_login_form"]
 

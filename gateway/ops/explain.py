@@ -15,15 +15,15 @@ from typing import Any
 
 import httpx
 
-from gateway.access import RouteAccess
 from gateway.auth.errors import Failure, TokenError
 from gateway.auth.jwks import JwksSource
 from gateway.auth.keys import KeyRing
 from gateway.auth.verifier import scopes_of
 from gateway.config import Config
-from gateway.paths import PathError, normalise_path
-from gateway.routing import MethodNotAllowed, RouteTable
-from gateway.runtime import build_verifier
+from gateway.proxy.access import RouteAccess
+from gateway.proxy.paths import PathError, normalise_path
+from gateway.proxy.routing import MethodNotAllowed, RouteTable
+from gateway.proxy.runtime import build_verifier
 
 
 def _ago(seconds: float) -> str:

@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
-from gateway.access import RouteAccess
-from gateway.auth.csrf import OriginCheck
 from gateway.auth.jwks import JwksSource
 from gateway.auth.keys import KeyRing
 from gateway.auth.verifier import IssuerPolicy, Verifier
 from gateway.config import Config
-from gateway.cors import CorsPolicy
-from gateway.headers import HeaderPolicy
-from gateway.routing import RouteTable
-from gateway.upstream import Target, UpstreamPool
+from gateway.http.client import Target, UpstreamPool
+from gateway.proxy.access import RouteAccess
+from gateway.proxy.cors import CorsPolicy
+from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.origins import OriginCheck
+from gateway.proxy.routing import RouteTable
 
 
 @dataclass(frozen=True)
