@@ -1,4 +1,4 @@
-"""The server's HTTP/1.1 protocol (gateway/http_protocol.py) under uvicorn's Server, on real sockets.
+"""The server's HTTP/1.1 protocol (gateway/http/server.py) under uvicorn's Server, on real sockets.
 
 Each test runs a small ASGI application behind ``GatewayHttpProtocol`` on 127.0.0.1 and speaks
 raw HTTP/1.1 to it, so framing, pipelining, timeouts and failures are seen byte for byte.

@@ -1,4 +1,4 @@
-"""The data path's HTTP/1.1 client (gateway/upstream.py) against scripted upstreams on real sockets.
+"""The data path's HTTP/1.1 client (gateway/http/client.py) against scripted upstreams on real sockets.
 
 Each upstream here is a real TCP server on 127.0.0.1 that answers with exact bytes, so the
 cases a well-behaved framework never produces (no length, interim answers, a close racing a

@@ -12,7 +12,7 @@ import pytest
 from gateway.config import ConfigError, load_config, parse_config
 from gateway.config.units import parse_duration, parse_size
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = "routes:\n  - name: a\n    path: /a\n    upstream: http://127.0.0.1:9000\n"
 
 
