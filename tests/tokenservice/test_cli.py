@@ -10,8 +10,8 @@ import pytest
 import yaml
 from argon2 import PasswordHasher
 
-from gateway.tokenservice import commands
 from gateway.cli import main
+from gateway.tokenservice import commands
 from tests.conftest import free_port
 from tests.tokenservice.conftest import SECRETS, Service, call, config_text
 
