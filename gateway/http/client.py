@@ -8,25 +8,34 @@ body, parse an answer, keep the connection. The parsing, the part that must be r
 httptools (llhttp, the parser Node.js uses), which uvicorn already uses for the client side
 of every request. httpx stays where its API serves: JWKS, ``verify_url`` and the tests.
 
-The request path only sees ``UpstreamPool.connect`` and a ``Connection``'s ``send_head``,
-``read_head``, ``read`` and ``release``/``close``. Waits end in ``TimeoutError`` after the
-route's timeout without a byte; a broken connection or a malformed answer raises
-``UpstreamBroken``.
+The request path only sees ``UpstreamPool.connect`` (``pool.py``), ``request_head``
+(``target.py``), and a ``Connection``'s ``send_head``, ``read_head``, ``read``, ``release``.
+Waits end in ``TimeoutError`` after the route's timeout without a byte; a broken connection or
+a malformed answer raises ``UpstreamBroken``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import ssl
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import partial
-from typing import cast
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from gateway.http.cycle import expire
+
+if TYPE_CHECKING:
+    from gateway.http.pool import UpstreamPool
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "MAX_IDLE_PER_TARGET",
+    "MAX_RESPONSE_HEAD",
+    "READ_HIGH_WATER",
+    "Connection",
+    "UpstreamBroken",
+]
 
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 30.0  # below the usual upstream keep-alive (nginx 75 s, Node 5 s is the outlier)
@@ -36,7 +45,6 @@ MAX_RESPONSE_HEAD = 64 * 1024
 # most this much per exchange (plus the socket buffers) however large the answer.
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
-_SWEEP_EVERY = 10.0
 
 
 class UpstreamBroken(Exception):
@@ -49,88 +57,6 @@ class UpstreamBroken(Exception):
     def __init__(self, message: str, *, answered: bool) -> None:
         super().__init__(message)
         self.answered = answered
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One upstream URL, taken apart once at load time."""
-
-    url: str
-    host: str
-    port: int
-    tls: bool
-    host_header: bytes
-    base_path: bytes
-    authorization: bytes | None
-    key: tuple[str, int, bool]  # what the pool files connections under
-
-    @classmethod
-    def parse(cls, url: str) -> Target:
-        parts = urlsplit(url)
-        tls = parts.scheme == "https"
-        host = parts.hostname or ""
-        default = 443 if tls else 80
-        port = parts.port or default
-        shown = f"[{host}]" if ":" in host else host
-        host_header = shown if port == default else f"{shown}:{port}"
-        authorization = None
-        if parts.username is not None:
-            # user:password@ in the URL: HTTP Basic, as curl and every client read it.
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            authorization = b"Basic " + base64.b64encode(pair.encode())
-        return cls(
-            url=url,
-            host=host,
-            port=port,
-            tls=tls,
-            host_header=host_header.encode("idna" if not host.isascii() else "ascii"),
-            base_path=parts.path.rstrip("/").encode(),
-            authorization=authorization,
-            key=(host, port, tls),
-        )
-
-
-def request_head(
-    method: str,
-    target: Target,
-    path_and_query: bytes,
-    headers: Iterable[tuple[bytes, bytes]],
-    *,
-    length: int | None,
-    chunked: bool,
-) -> bytes:
-    """The request line and headers, ready for one write.
-
-    The framing is the gateway's: ``length`` (the client's declared body length) or
-    ``chunked``; the header policy never passes a client's ``Content-Length`` or
-    ``Transfer-Encoding`` on, so a ``Connection: content-length`` cannot strip the length and
-    let the body be read upstream as a second, unchecked request."""
-    parts = [
-        method.encode("ascii"),
-        b" ",
-        target.base_path,
-        path_and_query,
-        b" HTTP/1.1\r\nhost: ",
-        target.host_header,
-        b"\r\n",
-    ]
-    for name, value in headers:
-        if name == b"authorization" and target.authorization is not None:
-            continue
-        parts += (name, b": ", value, b"\r\n")
-    if target.authorization is not None:
-        parts += (b"authorization: ", target.authorization, b"\r\n")
-    if chunked:
-        parts.append(b"transfer-encoding: chunked\r\n")
-    elif length is not None:
-        parts += (b"content-length: ", b"%d" % length, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class Connection(asyncio.Protocol):
@@ -444,7 +370,7 @@ class Connection(asyncio.Protocol):
         if self.failure is not None:
             raise self.failure
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(timeout, _expire, waiter)
+        timer = self._loop.call_later(timeout, expire, waiter)
         try:
             await waiter
         finally:
@@ -472,88 +398,3 @@ def _ends_at_close(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
         if lowered == b"content-length" or lowered == b"transfer-encoding":
             return False
     return True
-
-
-class UpstreamPool:
-    """The worker's keep-alive connections, by (host, port, TLS); most recently used first."""
-
-    def __init__(
-        self,
-        *,
-        connect_timeout: float = CONNECT_TIMEOUT,
-        idle_timeout: float = IDLE_TIMEOUT,
-        max_idle: int = MAX_IDLE_PER_TARGET,
-    ) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.connect_timeout = connect_timeout
-        self.idle_timeout = idle_timeout
-        self.max_idle = max_idle
-        self._idle: dict[tuple[str, int, bool], list[Connection]] = {}
-        self._tls: ssl.SSLContext | None = None
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._closed = False
-
-    async def connect(self, target: Target) -> tuple[Connection, bool]:
-        """A connection to ``target`` and whether it was reused.
-
-        Raises ``TimeoutError`` when no connection is made within the connect timeout and
-        ``OSError`` when it is refused or the name does not resolve."""
-        idle = self._idle.get(target.key)
-        if idle:
-            deadline = self.loop.time() - self.idle_timeout
-            while idle:
-                conn = idle.pop()
-                if conn.idle_since > deadline and conn.failure is None:
-                    return conn, True
-                conn.close()
-        tls: ssl.SSLContext | None = None
-        if target.tls:
-            if self._tls is None:
-                self._tls = ssl.create_default_context()
-            tls = self._tls
-        async with asyncio.timeout(self.connect_timeout):
-            _, conn = await self.loop.create_connection(
-                partial(Connection, self, target.key),
-                target.host,
-                target.port,
-                ssl=tls,
-                server_hostname=target.host if tls is not None else None,
-            )
-        return conn, False
-
-    def keep(self, conn: Connection) -> None:
-        if self._closed:
-            conn.close()
-            return
-        conn.idle_since = self.loop.time()
-        idle = self._idle.setdefault(conn.key, [])
-        idle.append(conn)
-        if len(idle) > self.max_idle:
-            idle.pop(0).close()
-        if self._sweeper is None:
-            self._sweeper = self.loop.call_later(_SWEEP_EVERY, self._sweep)
-
-    def forget(self, conn: Connection) -> None:
-        idle = self._idle.get(conn.key)
-        if idle and conn in idle:
-            idle.remove(conn)
-
-    def close(self) -> None:
-        self._closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.close()
-        self._idle.clear()
-
-    def _sweep(self) -> None:
-        """Close what idled past the timeout (the oldest sit at the bottom of each stack)."""
-        self._sweeper = None
-        deadline = self.loop.time() - self.idle_timeout
-        for idle in self._idle.values():
-            while idle and idle[0].idle_since <= deadline:
-                idle.pop(0).close()
-        if any(self._idle.values()):
-            self._sweeper = self.loop.call_later(_SWEEP_EVERY, self._sweep)

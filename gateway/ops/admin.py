@@ -6,6 +6,7 @@ import json
 
 from starlette.types import Receive, Scope, Send
 
+from gateway.http.errors import error_body
 from gateway.observability import render_metrics
 from gateway.ops.app import GatewayApp
 
@@ -33,7 +34,8 @@ class AdminApp:
         elif path == "/metrics":
             await _reply(send, 200, _PROMETHEUS, render_metrics())
         else:
-            await _reply(send, 404, b"application/json", b'{"error":"not_found"}')
+            body = error_body("not_found", "The admin listener serves /healthz, /readyz, /metrics")
+            await _reply(send, 404, b"application/json", body)
 
 
 async def _reply(send: Send, status: int, content_type: bytes, body: bytes) -> None:

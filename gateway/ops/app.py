@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
@@ -31,7 +31,7 @@ from gateway.auth.jwks import JwksError, JwksSource
 from gateway.auth.keys import KeyFileError, KeyRing, ensure_key
 from gateway.auth.revocation import RevocationFeed, RevocationSet, keep_for
 from gateway.config import Config, ConfigError, TrustedIssuer, load_config
-from gateway.http.client import UpstreamPool
+from gateway.http.pool import UpstreamPool
 from gateway.observability import RELOADS, AccessLog, AccessRecord, publish_snapshot
 from gateway.ops.watch import Fingerprint, fingerprint
 from gateway.proxy.balancer import Balancer
@@ -104,7 +104,7 @@ class GatewayApp:
             return self._store_limiter
         return self._memory_limiter
 
-    async def jwks_endpoint(self, request: Request) -> JSONResponse:
+    async def jwks_endpoint(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return error(
                 405,

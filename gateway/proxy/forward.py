@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 from starlette.types import Receive, Send
 
-from gateway.http.client import Connection, Target, UpstreamBroken, UpstreamPool, request_head
-from gateway.http.server import DISCONNECT_STATUS
+from gateway.http.client import Connection, UpstreamBroken
+from gateway.http.contract import gone_status
+from gateway.http.pool import UpstreamPool
+from gateway.http.target import Target, request_head
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
 
@@ -96,7 +98,7 @@ async def request_body(receive: Receive, limit: int, exchange: Exchange) -> Asyn
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientGone(message.get(DISCONNECT_STATUS, 499))
+            raise ClientGone(gone_status(message))
         chunk: bytes = message.get("body", b"")
         more = message.get("more_body", False)
         if chunk:
@@ -180,7 +182,7 @@ async def forward(
     except OSError as exc:
         # ASGI 2.4: ``send`` raises an OSError once the client is gone. Stop reading the
         # upstream (its connection is closed below) rather than relay an answer to no one.
-        raise ClientGone(getattr(exc, "status", 499)) from exc  # 408: see ClientDisconnected
+        raise ClientGone(gone_status(exc)) from exc
     finally:
         if upload is not None and not upload.done():
             upload.cancel()

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth.errors import InvalidRequest, TokenError
 from gateway.auth.extract import extract_token
+from gateway.http.contract import REQUEST_ID_SCOPE_KEY, gone_status
 from gateway.http.errors import send_error
-from gateway.http.server import REQUEST_ID_KEY
 from gateway.observability import UPSTREAM_FAILURES, AccessLog, AccessRecord
 from gateway.proxy.access import NO_TOKEN, Denial, invalid_token
 from gateway.proxy.balancer import Balancer
@@ -96,7 +96,7 @@ class FrontDoor:
         except OSError as exc:
             # The client left (ASGI 2.4's send raises OSError): no one to tell. Or the server
             # cut the request off and answered it itself (ClientDisconnected.status).
-            record.status = getattr(exc, "status", 499)
+            record.status = gone_status(exc)
         except asyncio.CancelledError:
             # Cut at the end of a graceful stop: what the client saw is the upstream's status if
             # the answer had started, else the server's 503.
@@ -180,7 +180,7 @@ class FrontDoor:
         if request_id is None or len(request_id) > 200 or not request_id.isascii():
             request_id = new_request_id()
         record.request_id = request_id.decode("ascii", "replace")
-        scope[REQUEST_ID_KEY] = record.request_id  # for an answer the server gives itself
+        scope[REQUEST_ID_SCOPE_KEY] = record.request_id  # for an answer the server gives itself
         policy = rt.policy
         if forwarded_for is not None:
             record.client = policy.client_address(record.client, forwarded_for)

@@ -13,7 +13,8 @@ from gateway.auth.jwks import JwksSource
 from gateway.auth.keys import KeyRing
 from gateway.auth.verifier import IssuerPolicy, Verifier
 from gateway.config import Config
-from gateway.http.client import Target, UpstreamPool
+from gateway.http.pool import UpstreamPool
+from gateway.http.target import Target
 from gateway.proxy.access import RouteAccess
 from gateway.proxy.cors import CorsPolicy
 from gateway.proxy.headers import HeaderPolicy

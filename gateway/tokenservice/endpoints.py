@@ -34,6 +34,7 @@ from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import KeyRing
 from gateway.auth.revocation import RevocationSet
 from gateway.config import Config
+from gateway.http.errors import error_body
 from gateway.observability import REFRESHES, REUSE_DETECTIONS, STORE_ERRORS
 from gateway.proxy.headers import HeaderPolicy
 from gateway.proxy.origins import OriginCheck
@@ -85,11 +86,12 @@ def error(
     code: str,
     description: str,
     headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    """The SPEC's JSON error answer."""
-    return JSONResponse(
-        {"error": code, "error_description": description},
+) -> Response:
+    """The gateway's JSON error answer (``gateway.http.errors``), never cached."""
+    return Response(
+        error_body(code, description),
         status_code=status,
+        media_type="application/json",
         headers={**_NO_STORE, **(headers or {})},
     )
 

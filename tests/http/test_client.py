@@ -27,7 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.http.client import MAX_RESPONSE_HEAD, READ_HIGH_WATER, Target, UpstreamPool
+from gateway.http.client import MAX_RESPONSE_HEAD, READ_HIGH_WATER
+from gateway.http.pool import UpstreamPool
+from gateway.http.target import Target
 from gateway.proxy.forward import (
     BodyTooLarge,
     Exchange,

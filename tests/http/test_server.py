@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gateway.http.server import MAX_HEAD_BYTES, REQUEST_ID_KEY, GatewayHttpProtocol
+from gateway.http.contract import REQUEST_ID_SCOPE_KEY
+from gateway.http.server import MAX_HEAD_BYTES, GatewayHttpProtocol
 from gateway.proxy.forward import ClientGone, request_body
 from gateway.proxy.forward import Exchange as ProxyExchange
 
@@ -328,7 +329,7 @@ outcomes: list[str] = []
 
 
 async def endless(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    from gateway.http.server import ClientDisconnected
+    from gateway.http.contract import ClientDisconnected
 
     await send({"type": "http.response.start", "status": 200, "headers": []})
     try:
@@ -541,7 +542,7 @@ go = asyncio.Event()
 
 
 async def starts_its_answer_on_cue(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    scope[REQUEST_ID_KEY] = "rid-held"
+    scope[REQUEST_ID_SCOPE_KEY] = "rid-held"
     await go.wait()
     await send({"type": "http.response.start", "status": 200, "headers": []})  # head held
     with contextlib.suppress(OSError):
@@ -695,7 +696,7 @@ gone: list[int] = []
 
 async def proxy_reading_a_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reads the body as the gateway's proxy does, and notes the status it would log."""
-    scope[REQUEST_ID_KEY] = "rid-1"  # as the gateway's front door names it
+    scope[REQUEST_ID_SCOPE_KEY] = "rid-1"  # as the gateway's front door names it
     try:
         async for _ in request_body(receive, 1 << 20, ProxyExchange()):
             pass
