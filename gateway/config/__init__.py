@@ -29,6 +29,7 @@ from gateway.config.model import (
     TokensConfig,
     TrustedIssuer,
     UsersConfig,
+    is_reserved,
     origin_of,
 )
 from gateway.config.yaml_source import parse_yaml
@@ -49,6 +50,7 @@ __all__ = [
     "TokensConfig",
     "TrustedIssuer",
     "UsersConfig",
+    "is_reserved",
     "load_config",
     "origin_of",
     "parse_config",

@@ -15,6 +15,17 @@ from urllib.parse import urlsplit
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AuthMode = Literal["required", "optional", "public"]
 
+# The gateway's own paths: the token service and the JWKS. No route may lie under them, and the
+# front door never proxies them, whatever the route table says.
+RESERVED_PREFIXES = ("/auth", "/.well-known")
+
+
+def is_reserved(path: str) -> bool:
+    """Whether a normalised ``path`` is one of the gateway's own (``RESERVED_PREFIXES``)."""
+    return path.startswith(RESERVED_PREFIXES) and any(
+        path == prefix or path.startswith(prefix + "/") for prefix in RESERVED_PREFIXES
+    )
+
 
 class ConfigError(Exception):
     """A configuration file that cannot be used; ``problems`` lists every ``PATH:LINE: message``."""

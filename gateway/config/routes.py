@@ -5,12 +5,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gateway.config.model import HeaderRules, RateLimit, Route, ServerConfig
+from gateway.config.model import (
+    RESERVED_PREFIXES,
+    HeaderRules,
+    RateLimit,
+    Route,
+    ServerConfig,
+    is_reserved,
+)
 from gateway.config.reader import NO_STRINGS, TOKEN_CHARS, Reader
 from gateway.config.units import UnitError, parse_duration, parse_rate, parse_size
 from gateway.config.yaml_source import Path_
 
-RESERVED_PREFIXES = ("/auth", "/.well-known")
 # Headers the gateway owns on the way upstream: an identity header may not reuse them, and a
 # route's headers.set may not set those that frame or route the request (a static
 # Authorization or Cookie for the upstream is a fair use of headers.set).
@@ -97,9 +103,9 @@ class RouteChecks(Reader):
         elif not path.startswith("/") or "//" in path or "/./" in path or "/../" in path:
             self.error((*p, "path"), f"path {path!r} must be an absolute, normalised path")
         path = path.rstrip("/") or "/"
-        for reserved in RESERVED_PREFIXES:
-            if path == reserved or path.startswith(reserved + "/"):
-                self.error((*p, "path"), f"path {path!r} is under the gateway's own {reserved}")
+        if is_reserved(path):
+            reserved = next(x for x in RESERVED_PREFIXES if path.startswith(x))
+            self.error((*p, "path"), f"path {path!r} is under the gateway's own {reserved}")
         methods = None
         if "methods" in m and m["methods"] is not None:
             listed = self.get(m, p, "methods", self.string_list, NO_STRINGS)

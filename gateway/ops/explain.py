@@ -19,7 +19,7 @@ from gateway.auth.errors import Failure, TokenError
 from gateway.auth.jwks import JwksSource
 from gateway.auth.keys import KeyRing
 from gateway.auth.verifier import scopes_of
-from gateway.config import Config
+from gateway.config import Config, is_reserved
 from gateway.proxy.access import RouteAccess
 from gateway.proxy.paths import PathError, normalise_path
 from gateway.proxy.routing import MethodNotAllowed, RouteTable
@@ -75,7 +75,7 @@ async def explain(
     except PathError as exc:
         return [f"refused: 400 invalid_request: {exc}"]
     lines = [f"normalised path: {path}"]
-    if path == "/auth" or path.startswith(("/auth/", "/.well-known/")):
+    if is_reserved(path):
         return [*lines, "route: the gateway's own token service (not proxied)"]
     table = RouteTable(config.routes)
     match = table.match(method, path)

@@ -7,6 +7,12 @@ upstream as it comes; the answer is relayed chunk by chunk as it arrives.
 
 Upstream failures are translated here, at one boundary, into ``UpstreamError`` subclasses that
 carry the gateway's answer: unreachable is 502, no answer within the route's timeout is 504.
+
+One rule decides every second attempt (``may_send_again``), whether on a new connection after
+a keep-alive race (``forward``) or on the route's next target (``deliver``): never once any of
+the client's body was taken or any of the answer relayed, since neither can be replayed; and a
+request that may have reached the upstream only when its method is idempotent (RFC 9110
+§9.2.2), so a POST is never run twice.
 """
 
 from __future__ import annotations
@@ -14,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from starlette.types import Receive, Send
 
+from gateway.config import Route
 from gateway.http.client import Connection, UpstreamBroken
 from gateway.http.contract import gone_status
 from gateway.http.pool import UpstreamPool
 from gateway.http.target import Target, request_head
+from gateway.observability import UPSTREAM_FAILURES
+from gateway.proxy.balancer import Balancer
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
 
@@ -91,10 +100,17 @@ class Exchange:
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
+def may_send_again(method: str, exchange: Exchange, *, delivered: bool) -> bool:
+    """Whether a failed attempt may be made again; ``delivered``: it may have reached the
+    upstream (anything after the connection was made)."""
+    if exchange.body_started or exchange.response_started:
+        return False
+    return not delivered or method in IDEMPOTENT
+
+
 async def request_body(receive: Receive, limit: int, exchange: Exchange) -> AsyncIterator[bytes]:
     """The client's body, chunk by chunk, refusing to go past ``limit`` bytes."""
     more = True
-    exchange.body_started = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -138,13 +154,14 @@ async def forward(
             conn, reused = await _connect(pool, target)
             conn.send_head(head, head_only=method == "HEAD")
             if body is not None:
+                exchange.body_started = True  # taken from the client from now on
                 upload = asyncio.ensure_future(_upload(conn, body, chunked, length))
             try:
                 await conn.read_head(timeout)
             except UpstreamBroken as exc:
-                if reused and not exc.answered and body is None and method in IDEMPOTENT:
+                if reused and not exc.answered and may_send_again(method, exchange, delivered=True):
                     # The upstream closed this idle connection as the request went out (the
-                    # keep-alive race): nothing reached it, so send it again on a new one.
+                    # keep-alive race): most likely nothing reached it; send it on a new one.
                     conn.close()
                     continue
                 raise
@@ -232,3 +249,55 @@ async def _upload(
         pass  # the reader meets the same failure
     except Exception as exc:  # BodyTooLarge, ClientGone: the reader raises them
         conn.fail(exc)
+
+
+async def deliver(
+    pool: UpstreamPool,
+    balancer: Balancer,
+    route: Route,
+    targets: Mapping[str, Target],
+    *,
+    method: str,
+    path: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: AsyncIterator[bytes] | None,
+    length: int | None,
+    send: Send,
+    response_headers: ResponseHeaderFilter,
+    exchange: Exchange,
+) -> None:
+    """Forward to the route's targets in the balancer's order until one answers.
+
+    A target that refuses connections or does not answer in time is rested; the next one is
+    tried when ``may_send_again`` allows. Raises the last ``UpstreamError`` when none answered
+    (``GatewayOverloaded`` at once: no target is to blame), and ``BodyTooLarge`` or
+    ``ClientGone`` as ``forward`` does."""
+    order = balancer.order(route)
+    for attempt, url in enumerate(order):
+        try:
+            await forward(
+                pool,
+                method=method,
+                target=targets[url],
+                path=path,
+                headers=headers,
+                body=body,
+                length=length,
+                timeout=route.timeout,
+                send=send,
+                response_headers=response_headers,
+                exchange=exchange,
+            )
+        except GatewayOverloaded:
+            raise
+        except UpstreamError as exc:
+            UPSTREAM_FAILURES.labels(route.name, "connect" if exc.connect else "io").inc()
+            if exc.connect or isinstance(exc, UpstreamTimeout):
+                # Refused, or accepting but not answering in time: rest it either way.
+                balancer.failed(url)
+            last = attempt + 1 == len(order)
+            if last or not may_send_again(method, exchange, delivered=not exc.connect):
+                raise
+        else:
+            balancer.succeeded(url)
+            return

@@ -1,0 +1,275 @@
+"""The stages of a request before it is forwarded, each a function that answers or passes on.
+
+The front door (``front_door.py``) runs them in this order, which is the security argument
+(docs/architecture.md#the-request-path):
+
+1. ``scan_head``: the headers are read once, into a ``RequestHead`` every later stage reads;
+2. ``check_framing``: the size of the head, the transfer coding, one ``Host``, and the path,
+   normalised once: what is matched is what is forwarded;
+3. ``answer_preflight``: CORS preflights are answered without authentication;
+4. (the gateway's own endpoints go to the token service here);
+5. ``choose_route``: 404, 405 with ``Allow``, or the route;
+6. ``authenticate``: the token against that route, or a browser navigation sent to sign in;
+7. ``check_limits``: the rate limit, then the declared body size against ``max_body``;
+8. (forwarding, ``forward.py``).
+
+Each stage returns an ``Answer`` (the request ends there) or what the next stage needs; none
+sends anything, so each can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from gateway.auth.errors import InvalidRequest, TokenError
+from gateway.auth.extract import extract_token
+from gateway.config import Route
+from gateway.observability import AccessRecord
+from gateway.proxy.access import NO_TOKEN, Denial, invalid_token
+from gateway.proxy.answers import Answer, PreflightAllowed, Refusal, SignInRedirect
+from gateway.proxy.cors import CorsPolicy
+from gateway.proxy.paths import PathError, normalise_path
+from gateway.proxy.ratelimit import RateLimiter
+from gateway.proxy.routing import MethodNotAllowed, RouteMatch, RouteTable
+from gateway.proxy.runtime import Runtime
+
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "SAFE_METHODS",
+    "BodyPlan",
+    "RequestHead",
+    "answer_preflight",
+    "authenticate",
+    "check_framing",
+    "check_limits",
+    "choose_route",
+    "new_request_id",
+    "scan_head",
+]
+
+MAX_HEADER_BYTES = 32 * 1024
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+Identity = tuple[tuple[bytes, bytes], ...]
+
+# A random per-process prefix and a counter: unique across workers and restarts, and no
+# system call per request (request ids identify, they do not authenticate).
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> bytes:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}".encode()
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """What one scan of the request's headers found."""
+
+    headers: list[tuple[bytes, bytes]]
+    size: int  # bytes of the header lines, as the 431 bound counts them
+    hosts: int
+    request_id: bytes  # the client's, when usable, else a new one
+    content_length: bytes | None
+    chunked: bool
+    other_coding: bool  # a transfer coding other than chunked
+    origin: bytes | None  # the one Origin; None when absent or repeated
+    several_origins: list[bytes] | None  # every Origin, when there are several
+    preflight: bool  # Access-Control-Request-Method is present
+    accept: bytes
+    authorization: bool  # an Authorization header is present, whatever its scheme
+    fetch_sites: list[bytes] | None
+    forwarded_for: list[bytes] | None
+
+    def origins(self) -> list[str]:
+        """Every ``Origin`` value, for the cross-site check (which refuses several)."""
+        raw = self.several_origins or ((self.origin,) if self.origin is not None else ())
+        return [value.decode("latin-1") for value in raw]
+
+
+def scan_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
+    """Read the headers once; the stages after this never loop over them again."""
+    size = hosts = 0
+    request_id = content_length = origin = None
+    chunked = other_coding = preflight = authorization = False
+    several: list[bytes] | None = None
+    accept = b""
+    fetch_sites: list[bytes] | None = None
+    forwarded_for: list[bytes] | None = None
+    for name, value in headers:
+        size += len(name) + len(value) + 4
+        if name == b"host":
+            hosts += 1
+        elif name == b"x-request-id":
+            request_id = value
+        elif name == b"content-length":
+            content_length = value
+        elif name == b"transfer-encoding":
+            chunked = True
+            other_coding = other_coding or value.strip().lower() != b"chunked"
+        elif name == b"origin":
+            if origin is not None:  # more than one: kept whole for the cross-site check
+                several = [*(several or (origin,)), value]
+            origin = value
+        elif name == b"access-control-request-method":
+            preflight = True
+        elif name == b"x-forwarded-for":
+            forwarded_for = [*(forwarded_for or ()), value]
+        elif name == b"accept":
+            accept = value
+        elif name == b"authorization":
+            authorization = True
+        elif name == b"sec-fetch-site":
+            fetch_sites = [*fetch_sites, value] if fetch_sites else [value]
+    if request_id is None or len(request_id) > 200 or not request_id.isascii():
+        request_id = new_request_id()
+    if several is not None:
+        origin = None  # no CORS answer for a request that names several origins
+    return RequestHead(
+        headers,
+        size,
+        hosts,
+        request_id,
+        content_length,
+        chunked,
+        other_coding,
+        origin,
+        several,
+        preflight,
+        accept,
+        authorization,
+        fetch_sites,
+        forwarded_for,
+    )
+
+
+def check_framing(head: RequestHead, raw_path: bytes, *, allow_params: bool) -> Refusal | str:
+    """The normalised path, once the head can be served at all."""
+    if head.size > MAX_HEADER_BYTES:
+        return Refusal(431, "The request headers are too large", close=True)
+    if head.other_coding:
+        # The parser removed the chunking and would hand on bytes still gzip- (or otherwise)
+        # coded as if plain: refuse, as RFC 9112 §6.1 asks.
+        return Refusal(
+            501, "Only the chunked transfer coding is supported", "not_implemented", close=True
+        )
+    if head.hosts != 1:
+        return Refusal(400, "The request must carry exactly one Host header")
+    try:
+        return normalise_path(raw_path, allow_params=allow_params)
+    except PathError as exc:
+        return Refusal(400, str(exc).capitalize())
+
+
+def answer_preflight(head: RequestHead, method: str, cors: CorsPolicy) -> Answer | None:
+    """The answer to a CORS preflight, or None when this is not one."""
+    origin = head.origin
+    if not head.preflight or method != "OPTIONS" or origin is None:
+        return None
+    headers = tuple(cors.preflight(origin))
+    if cors.allows(origin):
+        return PreflightAllowed(headers)
+    return Refusal(403, "This origin is not allowed", "forbidden", headers)
+
+
+def choose_route(table: RouteTable, method: str, path: str) -> Refusal | RouteMatch:
+    """The route of the longest matching prefix that allows ``method``."""
+    match = table.match(method, path)
+    if match is None:
+        return Refusal(404, "No route matches this path")
+    if isinstance(match, MethodNotAllowed):
+        allow = ((b"allow", ", ".join(match.allow).encode()),)
+        return Refusal(405, "This route does not allow the method", headers=allow)
+    return match
+
+
+async def authenticate(
+    rt: Runtime,
+    route: Route,
+    head: RequestHead,
+    method: str,
+    path: str,
+    query: bytes,
+    record: AccessRecord,
+) -> Answer | Identity:
+    """The identity headers for the upstream, or why the request is refused.
+
+    A verified token's subject goes into ``record``. The access cookie rides along with any
+    request the browser makes, including a form post from another site: an unsafe request
+    authenticated by it alone passes the same cross-site check as the token endpoints."""
+    if route.auth == "public":
+        return ()
+    try:
+        token = extract_token(head.headers, query, rt.access_cookie)
+    except InvalidRequest as exc:
+        return Refusal(400, exc.description)
+    # A browser navigation cannot attach a header: with the access cookie it is sent to sign
+    # in instead of shown a 401, when it has no token or only a stale cookie one.
+    navigation = rt.access_cookie is not None and method == "GET" and b"text/html" in head.accept
+    denial: Denial | None = None
+    if token is None:
+        if route.auth != "required":
+            return ()
+        if navigation:
+            return _sign_in(path, query, "missing")
+        denial = NO_TOKEN
+    elif (
+        not head.authorization
+        and method not in SAFE_METHODS
+        and (
+            refusal := rt.origin_check.refusal(
+                head.origins(), [site.decode("latin-1") for site in head.fetch_sites or ()]
+            )
+        )
+    ):
+        denial = Denial(403, "forbidden", refusal, "cross_site")
+    else:
+        try:
+            admitted = await rt.verifier.admit(token)
+        except TokenError as exc:
+            denial = invalid_token(exc)
+        else:
+            record.sub = admitted.sub
+            denial = rt.access[route.name].check(admitted)
+            if denial is None:
+                return admitted.identity
+    if navigation and denial.status == 401 and not head.authorization:
+        return _sign_in(path, query, denial.reason)
+    return Refusal.of(denial)
+
+
+def _sign_in(path: str, query: bytes, reason: str) -> SignInRedirect:
+    target = path + ("?" + query.decode("latin-1") if query else "")
+    return SignInRedirect(("/auth/login?next=" + quote(target, safe="")).encode(), reason)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyPlan:
+    """What the request's framing says of its body."""
+
+    present: bool
+    length: int | None  # the declared Content-Length, when there is one
+
+
+async def check_limits(
+    route: Route, head: RequestHead, record: AccessRecord, limiter: Callable[[], RateLimiter]
+) -> Refusal | BodyPlan:
+    """The route's rate limit, then its ``max_body`` against the declared length."""
+    if route.rate_limit is not None:
+        key = f"{route.name}:{'sub:' + record.sub if record.sub else 'ip:' + record.client}"
+        retry_after = await limiter().hit(key, route.rate_limit)
+        if retry_after is not None:
+            headers = ((b"retry-after", str(retry_after).encode()),)
+            return Refusal(429, "Too many requests; retry later", headers=headers)
+    if head.content_length is None:
+        return BodyPlan(head.chunked, None)
+    try:
+        declared = int(head.content_length)
+    except ValueError:
+        return Refusal(400, "Invalid Content-Length", close=True)
+    if declared > route.max_body:
+        return Refusal(413, "The request body is larger than this route allows")
+    return BodyPlan(declared > 0, declared)
