@@ -210,7 +210,7 @@ def features_line(features: Mapping[str, Any]) -> str:
 
 
 def machine_line(machine: Mapping[str, Any]) -> str:
-    """Where the run happened: the ratios to nginx move with the CPU (README, "Performance")."""
+    """Where the run happened: the ratios to nginx move with the CPU (bench/README.md)."""
     memory = machine.get("memory_bytes") or 0
     return (
         f"machine: {machine.get('cpu_model') or 'unknown CPU'}, {machine.get('cores')} cores, "

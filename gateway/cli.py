@@ -1,4 +1,7 @@
-"""The ``gateway`` command line (SPEC §2). Errors in use print one line and exit non-zero."""
+"""The ``gateway`` command line (docs/behaviour.md#command-line).
+
+Errors in use print one line and exit non-zero.
+"""
 
 from __future__ import annotations
 

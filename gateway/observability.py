@@ -1,4 +1,6 @@
-"""Access log and metrics (SPEC §5.5), cheap enough to run on every request.
+"""Access log and metrics, cheap enough to run on every request.
+
+What they hold, for users: docs/behaviour.md#logs-and-metrics.
 
 Access log: one JSON line per request on stdout (``--log-format text`` for a terminal);
 everything else goes to stderr. It never carries a token, cookie or query string: the path

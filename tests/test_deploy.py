@@ -22,7 +22,7 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 KUBE = DEPLOY / "kubernetes"
 KUSTOMIZATION = "kustomization.yaml"
 EXAMPLE_ONLY = "secret.yaml"  # never applied: `apply -k` would overwrite the real Secrets
-# The supervisor kills workers still running this long after SIGTERM (gateway/server.py).
+# The supervisor kills workers still running this long after SIGTERM (gateway/ops/supervisor.py).
 SUPERVISOR_DEADLINE = GRACEFUL_STOP_SECONDS + 5
 
 

@@ -1,7 +1,7 @@
 """Access tokens: finding them in a request, verifying them, and issuing the gateway's own.
 
 extract.py      extract_token: the bearer token of a request (header or cookie, never query)
-verifier.py     Verifier, IssuerPolicy, KeySource: SPEC 5.1, claims or a Failure
+verifier.py     Verifier, IssuerPolicy, KeySource: claims or a Failure (docs/behaviour.md)
 token_cache.py  the bounded verified-token cache used by the verifier
 keys.py         KeyRing: the gateway's own signing keys (a directory of PEM files)
 jwks.py         JwksSource: external issuers' key sets, fetched and cached by kid

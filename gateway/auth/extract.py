@@ -1,4 +1,6 @@
-"""Finding the access token in a request (SPEC 5.1), on the raw ASGI header list.
+"""Finding the access token in a request, on the raw ASGI header list.
+
+What it accepts: docs/behaviour.md#access-tokens.
 
 Where a token may come from, and why:
 

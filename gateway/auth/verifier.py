@@ -1,4 +1,6 @@
-"""Access-token verification (SPEC 5.1): one ``Verifier.verify`` that returns claims or a reason.
+"""Access-token verification: one ``Verifier.verify`` that returns claims or a reason.
+
+What is checked, for users: docs/behaviour.md#access-tokens.
 
 Security reasoning, in the order the checks run:
 

@@ -26,8 +26,9 @@ from gateway.config.model import (
     UsersConfig,
     origin_of,
 )
+from gateway.config.owned_headers import OWNED_UPSTREAM
 from gateway.config.reader import NO_STRINGS, TOKEN_CHARS
-from gateway.config.routes import PROTECTED_HEADERS, RouteChecks
+from gateway.config.routes import RouteChecks
 from gateway.config.units import parse_duration, parse_size
 from gateway.config.yaml_source import Path_
 from gateway.store import KNOWN_SCHEMES
@@ -296,7 +297,7 @@ class Builder(RouteChecks):
         result: list[tuple[str, str]] = []
         for header, claim in value.items():
             name = header.lower().replace("_", "-")
-            if not TOKEN_CHARS.match(header) or name in PROTECTED_HEADERS:
+            if not TOKEN_CHARS.match(header) or name in OWNED_UPSTREAM:
                 self.error((*p, header), f"identity_headers: {header!r} cannot be used")
             if not isinstance(claim, str) or not claim:
                 self.error((*p, header), f"identity_headers: {header} must name a claim")

@@ -13,29 +13,10 @@ from gateway.config.model import (
     ServerConfig,
     is_reserved,
 )
+from gateway.config.owned_headers import OWNED_UPSTREAM, SETTABLE_OWNED
 from gateway.config.reader import NO_STRINGS, TOKEN_CHARS, Reader
 from gateway.config.units import UnitError, parse_duration, parse_rate, parse_size
 from gateway.config.yaml_source import Path_
-
-# Headers the gateway owns on the way upstream: an identity header may not reuse them, and a
-# route's headers.set may not set those that frame or route the request (a static
-# Authorization or Cookie for the upstream is a fair use of headers.set).
-PROTECTED_HEADERS = frozenset(
-    {
-        "host",
-        "authorization",
-        "cookie",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-request-id",
-        "via",
-    }
-)
-_SETTABLE_OWNED = frozenset({"authorization", "cookie"})
 
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _METHOD = re.compile(r"^[A-Z]+$")
@@ -187,7 +168,7 @@ class RouteChecks(Reader):
             if not TOKEN_CHARS.match(header) or any(ord(c) < 32 for c in text):
                 self.error((*p, "set", header), f"headers.set: {header!r} is not a valid header")
                 continue
-            if header.lower() in PROTECTED_HEADERS - _SETTABLE_OWNED:
+            if header.lower() in OWNED_UPSTREAM - SETTABLE_OWNED:
                 self.error((*p, "set", header), f"headers.set: {header} is the gateway's to set")
                 continue
             pairs.append((header.lower(), text))

@@ -1,4 +1,7 @@
-"""The admin listener (SPEC §4): ``/healthz``, ``/readyz`` and ``/metrics``, never public."""
+"""The admin listener: ``/healthz``, ``/readyz`` and ``/metrics``, never on the public port.
+
+What each answers: docs/behaviour.md#endpoints.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Running the gateway: worker processes under uvicorn, and the supervisor that owns them.
 
 Uvicorn settings a proxy needs:
-- uvloop, and the gateway's own HTTP/1.1 protocol class on httptools (``http_protocol.py``,
+- uvloop, and the gateway's own HTTP/1.1 protocol class on httptools (``http/server.py``,
   why: its docstring). httptools (llhttp) refuses a request carrying both ``Content-Length``
   and ``Transfer-Encoding`` and the connection closes, where h11 kept it open and served the
   smuggled second request.

@@ -1,4 +1,6 @@
-"""Per-route access decisions: which token a route needs, and the exact refusal (SPEC §5.2).
+"""Per-route access decisions: which token a route needs, and the exact refusal.
+
+The answers, for users: docs/behaviour.md#answers-on-a-route.
 
 Every refusal is a ``Denial``; ``denial_for`` is the one place a failure becomes a status, a
 ``WWW-Authenticate`` header (RFC 6750 §3) and a JSON error code.

@@ -1,4 +1,4 @@
-"""CORS (SPEC §3 ``cors``): preflights answered by the gateway, without authentication.
+"""CORS (docs/configuration.md#cors): preflights answered by the gateway, without authentication.
 
 A preflight carries no credentials by design, so it can never pass a protected route; the
 gateway answers it itself. Only listed origins get ``Access-Control-Allow-Origin`` (never

@@ -1,9 +1,9 @@
 """Forwarding one request to its upstream and streaming the answer back, over pure ASGI.
 
-The data path uses the purpose-built client in ``gateway.http.client`` (why: its docstring and
-the README's dependency table). One pool per worker holds the keep-alive connections. Bodies
-are never held whole: the request body is an async generator over ASGI ``receive``, written
-upstream as it comes; the answer is relayed chunk by chunk as it arrives.
+The data path uses the purpose-built client in ``gateway.http.client`` (why: its docstring).
+One pool per worker holds the keep-alive connections. Bodies are never held whole: the request
+body is an async generator over ASGI ``receive``, written upstream as it comes; the answer is
+relayed chunk by chunk as it arrives.
 
 Upstream failures are translated here, at one boundary, into ``UpstreamError`` subclasses that
 carry the gateway's answer: unreachable is 502, no answer within the route's timeout is 504.

@@ -1,4 +1,7 @@
-"""The only place headers change on their way through the gateway.
+"""What crosses the gateway, in each direction: the rules for every header but the framing.
+
+The names these rules are about are kept in ``config/owned_headers.py``; the wire writes only
+framing (``Host``, the body's length or chunking, ``Connection``), as that module says.
 
 Security reasoning, once:
 
@@ -22,38 +25,11 @@ import ipaddress
 from collections.abc import Iterable
 
 from gateway.config import Config, IpNetwork, Route
+from gateway.config.owned_headers import FORWARDING, HOP_BY_HOP, REROUTING, WIRE_OWNED
 
 RawHeaders = list[tuple[bytes, bytes]]
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"trailers",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 _CONNECTION_ONLY = frozenset({b"keep-alive", b"close"})
-_REROUTING = frozenset(
-    {
-        b"x-original-url",
-        b"x-rewrite-url",
-        b"x-http-method-override",
-        b"x-http-method",
-        b"x-method-override",
-    }
-)
-_FORWARDING = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
-)
-# Set by the HTTP client from the URL and body, or handled by the gateway itself.
-_CLIENT_OWNED = frozenset({b"host", b"expect", b"via", b"x-request-id", b"content-length"})
 
 
 class HeaderPolicy:
@@ -69,10 +45,10 @@ class HeaderPolicy:
             )
         )
         self._trusted = config.server.trusted_proxies
-        self._always_drop = HOP_BY_HOP | _REROUTING | _CLIENT_OWNED | self._identity_names
+        self._always_drop = HOP_BY_HOP | REROUTING | WIRE_OWNED | self._identity_names
         # Many stacks (CGI, WSGI, PHP) read ``X_Forwarded_For`` as ``X-Forwarded-For``: a client
         # header whose ``_`` spelling names a header the gateway controls never passes.
-        self._protected_spellings = self._always_drop | _FORWARDING | {b"authorization", b"cookie"}
+        self._protected_spellings = self._always_drop | FORWARDING | {b"authorization", b"cookie"}
         self._set = {
             r.name: tuple((n.encode(), v.encode("latin-1")) for n, v in r.headers.set)
             for r in config.routes
@@ -140,7 +116,7 @@ class HeaderPolicy:
                 or dashed in remove
             ):
                 continue
-            if name in _FORWARDING:
+            if name in FORWARDING:
                 if trusted:
                     if name == b"x-forwarded-for":
                         forwarded_for.append(value)

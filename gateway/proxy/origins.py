@@ -1,4 +1,4 @@
-"""Cross-site request checks for the token endpoints (SPEC §5.3): login CSRF and session CSRF.
+"""Cross-site request checks (docs/behaviour.md#cross-site-requests): login and session CSRF.
 
 The refresh and logout endpoints act on a cookie the browser attaches by itself, and the login
 endpoint sets one (login CSRF signs a victim into the attacker's account). ``SameSite`` already

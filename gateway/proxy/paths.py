@@ -1,4 +1,4 @@
-"""Request-path normalisation, applied once before routing (SPEC §5.4).
+"""Request-path normalisation, applied once before routing (docs/behaviour.md#path-normalisation).
 
 The normalised path is both what the route table matches and what goes upstream, so the
 gateway and the upstream can never disagree about which resource was asked for. That is why

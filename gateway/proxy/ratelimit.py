@@ -1,4 +1,6 @@
-"""Per-route rate limits (SPEC §3 ``rate_limit``): fixed windows per subject or client address.
+"""Per-route rate limits: fixed windows per subject or client address.
+
+Configured by ``routes[].rate_limit`` (docs/configuration.md#routes).
 
 One process keeps its counters in memory; when the store is shared (Redis, PostgreSQL) or
 several workers serve, the counters live in the store so that every worker and replica agrees.

@@ -8,7 +8,8 @@
 - `postgresql://user[:password]@host:port/db` or `postgres://`, with an optional `?schema=name`.
 
 Nothing connects here: Redis and PostgreSQL are reached on first use, so the gateway starts while
-its store is down and every operation raises `StoreUnavailable` until it is back (SPEC §4).
+its store is down and every operation raises `StoreUnavailable` until it is back
+(docs/behaviour.md#the-store).
 Each backend parses its own URL (`from_url`) and imports its driver only when chosen.
 """
 

@@ -1,10 +1,12 @@
-"""The gateway's cookies: the refresh token (SPEC §5.3) and, when configured, the access token.
+"""The gateway's cookies: the refresh token and, when configured, the access token.
+
+Their attributes, for users: docs/behaviour.md#refresh-tokens-and-cookies.
 
 Security reasoning:
 
 - ``HttpOnly``: page scripts (and so an XSS) can never read either token.
 - ``SameSite=Strict`` (or ``Lax`` when configured): the browser does not attach the cookie to
-  requests started by other sites, the first line against CSRF (``csrf.py`` is the second).
+  requests started by other sites, the first line against CSRF (``proxy/origins.py`` is the second).
 - ``Path=/auth`` for the refresh cookie: it travels only to the token endpoints, never to the
   APIs behind the gateway (which also never see it, see ``headers.py``).
 - ``Secure`` whenever ``public_url`` is https, so the token never crosses plain http.
@@ -18,8 +20,8 @@ never shadow ours. One planted for a longer path (``/auth/refresh``) does, and t
 browser gives no way to tell them apart. So a refresh presenting two different values ends
 them all (401) rather than sign the user into whichever session came first, and logout revokes
 the session of *every* refresh cookie presented (``read_cookies``), so a planted cookie cannot
-keep the real session alive behind a logout that looked successful. ``__Host-`` names (README)
-stop the planting itself.
+keep the real session alive behind a logout that looked successful. ``__Host-`` names stop
+the planting itself (docs/behaviour.md#several-cookies-of-one-name).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""The token service's endpoints (SPEC §4, §5.3): login, refresh, logout and the sign-in page.
+"""The token service's endpoints: login, refresh, logout and the sign-in page.
 
-Every answer here is built by this module: JSON errors in the SPEC's shape (``error``,
+What each answers, for users: docs/behaviour.md#endpoints.
+
+Every answer here is built by this module: JSON errors in the gateway's shape (``error``,
 ``error_description``), ``Cache-Control: no-store`` on every one of them, cookies from
 ``cookies.py``. The order of checks on a POST is the security argument: method, then the
-cross-site check (``csrf.py``), then the body (``login_form.py`` reads at most 16 KiB), then the
-login lockout, and only then is a password hashed or the store asked to rotate.
+cross-site check (``proxy/origins.py``), then the body (``login_form.py`` reads at most
+16 KiB), then the login lockout, and only then is a password hashed or the store asked to rotate.
 
 Nothing secret is logged or echoed: no password, token or cookie value reaches a log line or an
 error body, and an unexpected exception is logged with its type and stack frames only, never

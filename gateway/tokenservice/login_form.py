@@ -7,7 +7,7 @@ Security reasoning:
 - A form may hold at most ``MAX_FIELDS`` fields and no file; a repeated field is refused rather
   than resolved (which copy counts would be a guess, and guesses are how checks get bypassed).
 - Errors are fixed sentences: nothing from the body, a password least of all, is echoed.
-- ``next`` is kept only when it is a same-origin path (``login_page.safe_next``).
+- ``next`` is kept only when it is a same-origin path (``pages.safe_next``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Login sessions over the refresh-token store (SPEC §5.3), with no HTTP in sight.
+"""Login sessions over the refresh-token store, with no HTTP in sight.
+
+The rules, for users: docs/behaviour.md#refresh-tokens-and-cookies.
 
 A session is a refresh-token family: ``login`` starts one and mints the first access token,
 ``refresh`` presents a refresh token to the store's atomic ``rotate`` and mints a new access

@@ -1,4 +1,6 @@
-"""Failed-login limits (SPEC §3 ``users.max_failures`` and ``lockout``), counted in the store.
+"""Failed-login limits (``users.max_failures`` and ``lockout``), counted in the store.
+
+Configured in docs/configuration.md#users.
 
 Two fixed-window counters, shared by every worker and replica through the store:
 

@@ -1,4 +1,4 @@
-"""extract_token: where a token may come from (SPEC 5.1)."""
+"""extract_token: where a token may come from (docs/behaviour.md#access-tokens)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Verifier: SPEC 5.1, one refusal reason per test."""
+"""Verifier: docs/behaviour.md#access-tokens, one refusal reason per test."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``routes.yaml`` is validated once, every problem reported with its line (SPEC §3)."""
+"""``routes.yaml`` is validated once, every problem reported with its line (docs/configuration.md)."""
 
 from __future__ import annotations
 

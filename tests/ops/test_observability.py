@@ -1,4 +1,4 @@
-"""Access log, metrics and the admin listener (SPEC §4, §5.5)."""
+"""Access log, metrics and the admin listener (docs/behaviour.md#logs-and-metrics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Live reload (SPEC §5.4): edits apply within 2 s in every worker, broken files are refused."""
+"""Live reload (docs/behaviour.md#reload-and-signals): edits apply within 2 s in every worker, broken files are refused."""
 
 from __future__ import annotations
 

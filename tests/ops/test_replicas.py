@@ -1,4 +1,4 @@
-"""Several replicas sharing Redis or PostgreSQL behave as one gateway (SPEC §1, §5.3)."""
+"""Several replicas sharing Redis or PostgreSQL behave as one gateway (docs/behaviour.md#refresh-tokens-and-cookies)."""
 
 from __future__ import annotations
 

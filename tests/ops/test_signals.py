@@ -1,4 +1,4 @@
-"""Graceful stop on SIGTERM (SPEC §5.4): in-flight requests finish, the process exits 0."""
+"""Graceful stop on SIGTERM (docs/behaviour.md#reload-and-signals): in-flight requests finish, the process exits 0."""
 
 from __future__ import annotations
 

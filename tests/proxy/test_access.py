@@ -1,4 +1,4 @@
-"""Access control on proxied routes, end to end (SPEC §5.1, §5.2, §5.4)."""
+"""Access control on proxied routes, end to end (docs/behaviour.md#answers-on-a-route)."""
 
 from __future__ import annotations
 

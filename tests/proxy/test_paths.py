@@ -1,4 +1,4 @@
-"""Path normalisation (SPEC §5.4): what is matched is what is forwarded."""
+"""Path normalisation (docs/behaviour.md#path-normalisation): what is matched is what is forwarded."""
 
 from __future__ import annotations
 

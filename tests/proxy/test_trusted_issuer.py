@@ -1,4 +1,4 @@
-"""Tokens of an external identity provider, verified through its JWKS (SPEC §3, §5.1)."""
+"""Tokens of an external identity provider, verified through its JWKS (docs/configuration.md#trusted_issuers)."""
 
 from __future__ import annotations
 

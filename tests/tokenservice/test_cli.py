@@ -1,4 +1,4 @@
-"""`gateway users add`, `gateway token mint`, `gateway sessions revoke` (SPEC §2)."""
+"""`gateway users add`, `gateway token mint`, `gateway sessions revoke` (docs/behaviour.md#command-line)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The refresh cookie's attributes, and the optional access cookie (SPEC §5.3, §3)."""
+"""The refresh cookie's attributes, and the optional access cookie (docs/behaviour.md#refresh-tokens-and-cookies)."""
 
 from __future__ import annotations
 

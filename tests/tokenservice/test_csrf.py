@@ -1,4 +1,4 @@
-"""Cross-site refusals on the token endpoints (SPEC §5.3: CSRF and login CSRF)."""
+"""Cross-site refusals on the token endpoints (docs/behaviour.md#cross-site-requests: CSRF and login CSRF)."""
 
 from __future__ import annotations
 

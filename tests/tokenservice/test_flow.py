@@ -1,4 +1,4 @@
-"""The seed's whole flow, end to end, in real time (SPEC §1.3, issue 3's first acceptance item)."""
+"""The seed's whole flow, end to end, in real time (the README's curl flow)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Signing-key rotation and restarts (SPEC §2 `keys generate`, §3 `store`)."""
+"""Signing-key rotation and restarts (`gateway keys generate`, docs/behaviour.md#command-line)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /auth/login and the sign-in page (SPEC §4, §5.1, §5.3)."""
+"""POST /auth/login and the sign-in page (docs/behaviour.md#endpoints)."""
 
 from __future__ import annotations
 

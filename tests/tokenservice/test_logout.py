@@ -1,4 +1,4 @@
-"""Ending sessions: POST /auth/logout and `gateway sessions revoke` (SPEC §4, §5.3)."""
+"""Ending sessions: POST /auth/logout and `gateway sessions revoke` (docs/behaviour.md#refresh-tokens-and-cookies)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Nothing secret in the gateway's output (SPEC §5.5): no password, refresh or access token."""
+"""Nothing secret in the gateway's output (docs/behaviour.md#logs-and-metrics): no password, refresh or access token."""
 
 from __future__ import annotations
 

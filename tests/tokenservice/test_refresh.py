@@ -1,4 +1,4 @@
-"""POST /auth/refresh: rotation, the grace window, reuse detection (SPEC §5.3)."""
+"""POST /auth/refresh: rotation, the grace window, reuse detection (docs/behaviour.md#refresh-tokens-and-cookies)."""
 
 from __future__ import annotations
 

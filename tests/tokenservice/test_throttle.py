@@ -1,4 +1,4 @@
-"""Failed-login limits per username and per client address (SPEC §3 `users`, §4)."""
+"""Failed-login limits per username and per client address (docs/configuration.md#users)."""
 
 from __future__ import annotations
 

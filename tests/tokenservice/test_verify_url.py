@@ -1,4 +1,4 @@
-"""`users.verify_url`: an existing accounts service checks the credentials (SPEC §3 `users`)."""
+"""`users.verify_url`: an existing accounts service checks the credentials (docs/configuration.md#users)."""
 
 from __future__ import annotations
 
