@@ -7,13 +7,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.upstream import ServerThread, Upstream
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,35 +24,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(
-    port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
 def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """Wait until ``url`` answers at all (any status)."""
     import httpx
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode}")
         try:
             httpx.get(url, timeout=1.0)
-            return
         except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} never answered")
+            return False
+        return True
+
+    try:
+        eventually(answers, timeout=timeout)
+    except AssertionError:
+        raise RuntimeError(f"{url} never answered") from None
 
 
 @pytest.fixture
