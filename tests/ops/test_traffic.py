@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import GatewayProcess, free_port
 from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
+from tests.waiting import eventually
 
 
 def test_one_dead_target_of_two_every_request_succeeds_and_the_dead_one_is_rested(
@@ -133,13 +134,17 @@ def test_the_gateway_raises_its_descriptor_limit_to_the_hard_limit(tmp_path: Pat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def raised() -> str | None:
+        """The soft limit once the gateway has changed it from 512."""
+        if proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited with {proc.returncode}")
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        soft = re.search(r"Max open files\s+(\S+)", limits).group(1)  # type: ignore[union-attr]
+        return soft if soft != "512" else None
+
     try:
-        deadline = time.monotonic() + 20
-        soft = "512"
-        while soft == "512" and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            limits = Path(f"/proc/{proc.pid}/limits").read_text()
-            soft = re.search(r"Max open files\s+(\S+)", limits).group(1)  # type: ignore[union-attr]
+        soft = eventually(raised, timeout=20, interval=0.1)
         assert soft == str(hard if hard != resource.RLIM_INFINITY else 1_048_576)
     finally:
         proc.terminate()
