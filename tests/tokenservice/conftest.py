@@ -25,6 +25,7 @@ from argon2 import PasswordHasher
 
 from tests.conftest import GatewayProcess, free_port
 from tests.upstream import ServerThread, Upstream
+from tests.waiting import eventually
 
 PUBLIC_URL = "http://gateway.test"
 CORS_ORIGIN = "http://app.test"
@@ -238,6 +239,11 @@ def logout(url: str, cookie: str | None) -> httpx.Response:
 
 def call(url: str, access_token: str, path: str = "/orders/1") -> httpx.Response:
     return CLIENT.get(f"{url}{path}", headers={"authorization": f"Bearer {access_token}"})
+
+
+def refused_within(url: str, access_token: str, seconds: float) -> bool:
+    """Whether ``access_token`` is refused (401) within ``seconds``; fails if it is not."""
+    return eventually(lambda: call(url, access_token).status_code == 401, timeout=seconds)
 
 
 def cookies_set(response: httpx.Response) -> dict[str, dict[str, str]]:
