@@ -10,9 +10,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from tests.configs import route
 from tests.conftest import GatewayProcess, free_port
 from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
@@ -35,13 +37,16 @@ FIELDS = {
 }
 
 
-def _config(port: int) -> str:
-    return (
-        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
-        f"routes:\n"
-        f"  - name: open\n    path: /open\n    upstream: http://127.0.0.1:{port}\n    auth: public\n"
-        f"  - name: closed\n    path: /closed\n    upstream: http://127.0.0.1:{port}\n"
-    )
+def _config(port: int, **sections: Any) -> dict[str, Any]:
+    """An open and a closed route to the upstream on ``port``, and any other ``sections``."""
+    return {
+        **sections,
+        "tokens": {"issuer": ISSUER, "keys": "./keys"},
+        "routes": [
+            route("open", "/open", f"http://127.0.0.1:{port}", auth="public"),
+            route("closed", "/closed", f"http://127.0.0.1:{port}"),
+        ],
+    }
 
 
 def _parsed(gateway: GatewayProcess) -> list[dict[str, object]]:
@@ -201,7 +206,7 @@ def test_readyz_names_an_unreachable_store_while_proxying_goes_on(
 ) -> None:
     _, port = upstream
     dead = free_port()
-    gateway = start_gateway(f"store: redis://127.0.0.1:{dead}/0\n" + _config(port))
+    gateway = start_gateway(_config(port, store=f"redis://127.0.0.1:{dead}/0"))
     ready = httpx.get(f"{gateway.admin_url}/readyz")
     assert ready.status_code == 503
     assert "store unreachable" in ready.json()["reasons"]
@@ -213,10 +218,12 @@ def test_readyz_names_a_trusted_issuer_whose_jwks_was_never_fetched(
 ) -> None:
     _, port = upstream
     dead = free_port()
-    gateway = start_gateway(
-        "trusted_issuers:\n  - issuer: https://idp.test/\n    audience: api\n"
-        f"    jwks_uri: http://127.0.0.1:{dead}/jwks.json\n" + _config(port)
-    )
+    issuer = {
+        "issuer": "https://idp.test/",
+        "audience": "api",
+        "jwks_uri": f"http://127.0.0.1:{dead}/jwks.json",
+    }
+    gateway = start_gateway(_config(port, trusted_issuers=[issuer]))
     ready = httpx.get(f"{gateway.admin_url}/readyz")
     assert ready.status_code == 503
     assert "JWKS of https://idp.test/ never fetched" in ready.json()["reasons"]

@@ -6,10 +6,13 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from tests.configs import config_yaml, route
 from tests.conftest import GatewayProcess
 from tests.upstream import Upstream
 from tests.waiting import eventually
@@ -17,21 +20,21 @@ from tests.waiting import eventually
 WORKERS = 2
 
 
-def _config(upstream_port: int, *, extra: str = "") -> str:
-    return f"""
-routes:
-  - name: first
-    path: /first
-    upstream: http://127.0.0.1:{upstream_port}
-    auth: public
-{extra}"""
+def _config(upstream_port: int) -> dict[str, Any]:
+    return {
+        "routes": [route("first", "/first", f"http://127.0.0.1:{upstream_port}", auth="public")]
+    }
 
 
-def _second_route(upstream_port: int, name: str = "second") -> str:
-    return (
-        f"  - name: {name}\n    path: /{name}\n"
-        f"    upstream: http://127.0.0.1:{upstream_port}\n    auth: public\n"
-    )
+def _second_route(upstream_port: int, name: str = "second") -> dict[str, Any]:
+    return route(name, f"/{name}", f"http://127.0.0.1:{upstream_port}", auth="public")
+
+
+def _adding(text: str, new_route: dict[str, Any]) -> str:
+    """The configuration ``text`` with ``new_route`` added; everything else (the admin port
+    ``start_gateway`` chose, say) kept."""
+    settings = yaml.safe_load(text)
+    return config_yaml(**{**settings, "routes": [*settings["routes"], new_route]})
 
 
 def _all_answer(url: str, expected: int, attempts: int = 20) -> bool:
@@ -61,7 +64,7 @@ def test_an_edited_file_is_served_within_3_seconds_by_every_worker(
     _, port = upstream
     gateway = start_gateway(_config(port), workers=WORKERS)
     assert httpx.get(f"{gateway.url}/second").status_code == 404
-    gateway.config_path.write_text(gateway.config_path.read_text() + _second_route(port))
+    gateway.config_path.write_text(_adding(gateway.config_path.read_text(), _second_route(port)))
     eventually(lambda: _served(gateway, "/second"), timeout=3.0, interval=0.1)
     assert _all_answer(f"{gateway.url}/first", 200)
 
@@ -97,7 +100,7 @@ def test_after_a_refused_edit_the_next_good_edit_still_applies(
     good = gateway.config_path.read_text()
     gateway.config_path.write_text(breakage(good))
     eventually(lambda: _refused(gateway), timeout=3.0, interval=0.1)
-    gateway.config_path.write_text(good + _second_route(port))
+    gateway.config_path.write_text(_adding(good, _second_route(port)))
     eventually(lambda: _served(gateway, "/second", attempts=3), timeout=3.0, interval=0.1)
 
 
@@ -125,8 +128,10 @@ def test_a_new_key_in_the_keys_folder_is_accepted_without_restart(
 
     _, port = upstream
     gateway = start_gateway(
-        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
-        f"routes:\n  - name: p\n    path: /p\n    upstream: http://127.0.0.1:{port}\n"
+        {
+            "tokens": {"issuer": ISSUER, "keys": "./keys"},
+            "routes": [route("p", "/p", f"http://127.0.0.1:{port}")],
+        }
     )
     key = SigningKey(tmp_path / "keys", "ES256")
     eventually(
@@ -150,7 +155,7 @@ def test_reload_follows_a_config_mounted_through_a_swapped_symlink(
     mount = tmp_path / "mount"
     first = mount / "..2026_01"
     first.mkdir(parents=True)
-    (first / "routes.yaml").write_text(_config(port))
+    (first / "routes.yaml").write_text(config_yaml(**_config(port)))
     (mount / "..data").symlink_to("..2026_01")
     (mount / "routes.yaml").symlink_to("..data/routes.yaml")
     gateway = start_gateway(_config(port))  # admin port etc. written beside, then replaced
@@ -163,7 +168,7 @@ def test_reload_follows_a_config_mounted_through_a_swapped_symlink(
     try:
         second = mount / "..2026_02"
         second.mkdir()
-        (second / "routes.yaml").write_text(text + _second_route(port))
+        (second / "routes.yaml").write_text(_adding(text, _second_route(port)))
         (mount / "..data_tmp").symlink_to("..2026_02")
         os.replace(mount / "..data_tmp", mount / "..data")
         for name in os.listdir(first):
@@ -181,7 +186,7 @@ def test_a_user_added_while_running_can_log_in_within_2_seconds(
     import sys
 
     # Attempts before the reload count as failures: keep them far from the lockout.
-    gateway = start_gateway("users:\n  max_failures: 1000\nroutes:\n")
+    gateway = start_gateway({"users": {"max_failures": 1000}})
     subprocess.run(
         [
             sys.executable,

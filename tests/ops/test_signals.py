@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from tests.configs import route
 from tests.conftest import GatewayProcess
 from tests.upstream import Upstream
 from tests.waiting import eventually
@@ -20,8 +21,7 @@ def test_sigterm_lets_a_3_second_call_finish_and_exits_0(
 ) -> None:
     app, port = upstream
     gateway = start_gateway(
-        f"routes:\n  - name: slow\n    path: /slow\n"
-        f"    upstream: http://127.0.0.1:{port}\n    auth: public\n",
+        {"routes": [route("slow", "/slow", f"http://127.0.0.1:{port}", auth="public")]},
         workers=workers,
     )
     result: dict[str, object] = {}
