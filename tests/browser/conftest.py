@@ -31,6 +31,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from examples.demo_upstream import app as demo_app
+from tests.configs import config_yaml, route
 from tests.conftest import GatewayProcess, free_port
 from tests.upstream import ServerThread
 from tests.waiting import eventually
@@ -166,26 +167,34 @@ def start_site(folder: Path, *, access_cookie: bool) -> Iterator[Site]:
     }
     if access_cookie:
         tokens["access_cookie"] = {"name": "gw_access"}
-    settings = {
-        "server": {"public_url": url, "admin": {"port": free_port()}},
-        "tokens": tokens,
-        "store": "sqlite:///./data/gateway.db",
-        "users": {"file": "./users.yaml", "max_failures": MAX_FAILURES, "lockout": "1m"},
-        "cors": {"allow_origins": [cors], "allow_credentials": True},
-        "routes": [
-            {"name": "spa", "path": "/app", "methods": ["GET", "HEAD"], "auth": "public"},
-            {"name": "whoami", "path": "/api/whoami", "methods": ["GET"]},
-            {"name": "orders-read", "path": "/api/orders", "methods": ["GET", "HEAD"]},
-            {"name": "orders-write", "path": "/api/orders", "methods": ["POST"]},
-        ],
-    }
-    scopes = {"orders-read": ["orders:read"], "orders-write": ["orders:write"]}
-    for route in settings["routes"]:
-        route["upstream"] = upstream
-        if route["name"] in scopes:
-            route["scopes"] = scopes[route["name"]]
     config = folder / "routes.yaml"
-    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    config.write_text(
+        config_yaml(
+            server={"public_url": url, "admin": {"port": free_port()}},
+            tokens=tokens,
+            store="sqlite:///./data/gateway.db",
+            users={"file": "./users.yaml", "max_failures": MAX_FAILURES, "lockout": "1m"},
+            cors={"allow_origins": [cors], "allow_credentials": True},
+            routes=[
+                route("spa", "/app", upstream, methods=["GET", "HEAD"], auth="public"),
+                route("whoami", "/api/whoami", upstream, methods=["GET"]),
+                route(
+                    "orders-read",
+                    "/api/orders",
+                    upstream,
+                    methods=["GET", "HEAD"],
+                    scopes=["orders:read"],
+                ),
+                route(
+                    "orders-write",
+                    "/api/orders",
+                    upstream,
+                    methods=["POST"],
+                    scopes=["orders:write"],
+                ),
+            ],
+        )
+    )
     with (
         ServerThread(demo_app, upstream_port),
         ServerThread(_other_page("another origin"), other_port),
