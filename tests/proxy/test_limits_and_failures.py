@@ -128,7 +128,7 @@ def test_a_connection_option_naming_content_length_cannot_smuggle_a_request(
     )
     assert answer.startswith(b"HTTP/1.1 200")
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["body_length"] == len(smuggled)
-    time.sleep(0.3)
+    time.sleep(0.3)  # long enough for a smuggled second request to reach the upstream
     paths = [seen.path for seen in stack.upstream.seen[before:]]
     assert paths == ["/public/x"], "the body was read upstream as a second request"
 
