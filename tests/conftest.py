@@ -6,14 +6,15 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.configs import config_yaml
 from tests.upstream import ServerThread, Upstream
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,35 +25,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(
-    port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
 def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """Wait until ``url`` answers at all (any status)."""
     import httpx
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode}")
         try:
             httpx.get(url, timeout=1.0)
-            return
         except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} never answered")
+            return False
+        return True
+
+    try:
+        eventually(answers, timeout=timeout)
+    except AssertionError:
+        raise RuntimeError(f"{url} never answered") from None
 
 
 @pytest.fixture
@@ -144,13 +133,14 @@ class GatewayProcess:
 
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    """Start the real gateway on a YAML text (dedented); stopped after the test.
+    """Start the real gateway on a configuration (top-level sections, as ``config_yaml``
+    takes them); stopped after the test.
 
-    The admin listener gets a free port unless the text names one (``server.admin``)."""
+    The admin listener gets a free port unless the configuration names one (``server.admin``)."""
     started: list[GatewayProcess] = []
 
     def start(
-        config_text: str,
+        config: Mapping[str, Any],
         *,
         workers: int = 1,
         env: dict[str, str] | None = None,
@@ -159,18 +149,16 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
         stdout_fd: int | None = None,
     ) -> GatewayProcess:
         path = tmp_path / name
-        text = textwrap.dedent(config_text)
-        admin_port = None
-        if "admin:" not in text:
-            admin_port = free_port()
-            admin = f"  admin: {{port: {admin_port}}}\n"
-            if "server:\n" in text:
-                text = text.replace("server:\n", "server:\n" + admin, 1)
-            else:
-                text = "server:\n" + admin + text
-        path.write_text(text)
+        server = {"admin": {"port": free_port()}, **config.get("server", {})}
+        path.write_text(config_yaml(**{**config, "server": server}))
         gateway = GatewayProcess(
-            path, free_port(), workers, env, admin_port, extra_args, stdout_fd=stdout_fd
+            path,
+            free_port(),
+            workers,
+            env,
+            server["admin"]["port"],
+            extra_args,
+            stdout_fd=stdout_fd,
         )
         started.append(gateway)
         return gateway

@@ -6,12 +6,13 @@ import asyncio
 import hashlib
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 import uvicorn
+
+from tests.waiting import eventually
 
 CHUNK = bytes(range(256)) * 256  # 64 KiB of a known pattern
 
@@ -161,11 +162,7 @@ class ServerThread:
 
     def __enter__(self) -> ServerThread:
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("upstream did not start")
-            time.sleep(0.01)
+        eventually(lambda: self.server.started, timeout=10, interval=0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:

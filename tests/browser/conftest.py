@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,8 +31,10 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from examples.demo_upstream import app as demo_app
+from tests.configs import config_yaml, route
 from tests.conftest import GatewayProcess, free_port
 from tests.upstream import ServerThread
+from tests.waiting import eventually
 
 # Known to work on this kind of machine: no sandbox as root, no GPU, and none of Chromium's
 # own background traffic (which a closed network refuses).
@@ -115,17 +116,19 @@ class Site:
         """The logged statuses of ``path``, once at least ``at_least`` were logged (2 s at most).
 
         A line is written as its answer ends, a moment after the browser has it."""
-        deadline = time.monotonic() + 2
-        while True:
-            statuses = [int(line["status"]) for line in self.access_log(path)]
-            if len(statuses) >= at_least or time.monotonic() > deadline:
-                return statuses
-            time.sleep(0.02)
 
-    def last_status(self, path: str, *, after: int = 0) -> int | None:
+        def logged() -> list[int]:
+            statuses = [int(line["status"]) for line in self.access_log(path)]
+            assert len(statuses) >= at_least, f"{path}: {statuses}, not {at_least} yet"
+            return statuses
+
+        if at_least == 0:
+            return logged()
+        return eventually(logged, timeout=2, interval=0.02)
+
+    def last_status(self, path: str, *, after: int = 0) -> int:
         """The status of the newest request to ``path`` once more than ``after`` were logged."""
-        statuses = self.statuses(path, at_least=after + 1)
-        return statuses[-1] if len(statuses) > after else None
+        return self.statuses(path, at_least=after + 1)[-1]
 
 
 def _other_page(title: str) -> Starlette:
@@ -164,26 +167,34 @@ def start_site(folder: Path, *, access_cookie: bool) -> Iterator[Site]:
     }
     if access_cookie:
         tokens["access_cookie"] = {"name": "gw_access"}
-    settings = {
-        "server": {"public_url": url, "admin": {"port": free_port()}},
-        "tokens": tokens,
-        "store": "sqlite:///./data/gateway.db",
-        "users": {"file": "./users.yaml", "max_failures": MAX_FAILURES, "lockout": "1m"},
-        "cors": {"allow_origins": [cors], "allow_credentials": True},
-        "routes": [
-            {"name": "spa", "path": "/app", "methods": ["GET", "HEAD"], "auth": "public"},
-            {"name": "whoami", "path": "/api/whoami", "methods": ["GET"]},
-            {"name": "orders-read", "path": "/api/orders", "methods": ["GET", "HEAD"]},
-            {"name": "orders-write", "path": "/api/orders", "methods": ["POST"]},
-        ],
-    }
-    scopes = {"orders-read": ["orders:read"], "orders-write": ["orders:write"]}
-    for route in settings["routes"]:
-        route["upstream"] = upstream
-        if route["name"] in scopes:
-            route["scopes"] = scopes[route["name"]]
     config = folder / "routes.yaml"
-    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    config.write_text(
+        config_yaml(
+            server={"public_url": url, "admin": {"port": free_port()}},
+            tokens=tokens,
+            store="sqlite:///./data/gateway.db",
+            users={"file": "./users.yaml", "max_failures": MAX_FAILURES, "lockout": "1m"},
+            cors={"allow_origins": [cors], "allow_credentials": True},
+            routes=[
+                route("spa", "/app", upstream, methods=["GET", "HEAD"], auth="public"),
+                route("whoami", "/api/whoami", upstream, methods=["GET"]),
+                route(
+                    "orders-read",
+                    "/api/orders",
+                    upstream,
+                    methods=["GET", "HEAD"],
+                    scopes=["orders:read"],
+                ),
+                route(
+                    "orders-write",
+                    "/api/orders",
+                    upstream,
+                    methods=["POST"],
+                    scopes=["orders:write"],
+                ),
+            ],
+        )
+    )
     with (
         ServerThread(demo_app, upstream_port),
         ServerThread(_other_page("another origin"), other_port),

@@ -21,6 +21,7 @@ from gateway.http.contract import REQUEST_ID_SCOPE_KEY
 from gateway.http.server import MAX_HEAD_BYTES, GatewayHttpProtocol
 from gateway.proxy.forward import ClientGone, request_body
 from gateway.proxy.forward import Exchange as ProxyExchange
+from tests.waiting import eventually_async
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -82,8 +83,7 @@ async def serve(
     server = uvicorn.Server(config)
     server.capture_signals = _no_signals  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await eventually_async(lambda: server.started, timeout=10, interval=0.01)
     return Served(sock.getsockname()[1], server), task
 
 
@@ -348,10 +348,7 @@ async def test_send_after_the_client_left_raises_an_oserror(served: Served) -> N
     writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     await reader.readexactly(100_000)
     writer.close()
-    for _ in range(100):
-        if outcomes:
-            break
-        await asyncio.sleep(0.02)
+    await eventually_async(lambda: outcomes, timeout=2)
     assert outcomes == ["told"]
 
 
@@ -447,10 +444,7 @@ async def test_every_concurrent_receive_learns_of_the_disconnect(served: Served)
     writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     await asyncio.sleep(0.1)
     writer.close()
-    for _ in range(100):
-        if len(outcomes) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await eventually_async(lambda: len(outcomes) == 2, timeout=2)
     assert outcomes == ["http.disconnect", "http.disconnect"]
 
 
@@ -616,10 +610,7 @@ async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
     outcomes.clear()
     _, writer = await served.connect()
     writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # and never reads again
-    for _ in range(150):
-        if outcomes:
-            break
-        await asyncio.sleep(0.02)
+    await eventually_async(lambda: outcomes, timeout=3)
     assert outcomes == ["told"]
     writer.close()
 
@@ -712,10 +703,7 @@ async def test_the_proxy_logs_400_for_a_body_the_server_could_not_parse(served: 
     )
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert b"\r\nx-request-id: rid-1\r\n" in answer
-    for _ in range(50):
-        if gone:
-            break
-        await asyncio.sleep(0.02)
+    await eventually_async(lambda: gone, timeout=1)
     assert gone == [400]
 
 

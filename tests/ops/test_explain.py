@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.configs import config_yaml, route
 from tests.tokens import AUDIENCE, ISSUER, SigningKey
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,13 +20,19 @@ def setup(tmp_path: Path) -> tuple[Path, SigningKey]:
     key = SigningKey(tmp_path / "keys", "EdDSA")
     config = tmp_path / "routes.yaml"
     config.write_text(
-        f"tokens:\n  issuer: {ISSUER}\n  audience: {AUDIENCE}\n  keys: ./keys\n  leeway: 0\n"
-        "routes:\n"
-        "  - name: api\n    path: /api\n    upstream: http://10.0.0.1:9000\n"
-        "  - name: orders\n    path: /api/orders\n    upstream: http://10.0.0.2:9000/v2\n"
-        "    scopes: [orders:read, orders:write]\n"
-        "  - name: tenant\n    path: /tenant\n    upstream: http://10.0.0.3:9000\n"
-        "    claims: {tenant: acme}\n"
+        config_yaml(
+            tokens={"issuer": ISSUER, "audience": AUDIENCE, "keys": "./keys", "leeway": 0},
+            routes=[
+                route("api", "/api", "http://10.0.0.1:9000"),
+                route(
+                    "orders",
+                    "/api/orders",
+                    "http://10.0.0.2:9000/v2",
+                    scopes=["orders:read", "orders:write"],
+                ),
+                route("tenant", "/tenant", "http://10.0.0.3:9000", claims={"tenant": "acme"}),
+            ],
+        )
     )
     return config, key
 

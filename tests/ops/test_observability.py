@@ -10,15 +10,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import httpx
 
+from tests.configs import route
 from tests.conftest import GatewayProcess, free_port
 from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
-
-T = TypeVar("T")
+from tests.waiting import eventually
 
 FIELDS = {
     "time",
@@ -37,33 +37,31 @@ FIELDS = {
 }
 
 
-def _config(port: int) -> str:
-    return (
-        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
-        f"routes:\n"
-        f"  - name: open\n    path: /open\n    upstream: http://127.0.0.1:{port}\n    auth: public\n"
-        f"  - name: closed\n    path: /closed\n    upstream: http://127.0.0.1:{port}\n"
-    )
+def _config(port: int, **sections: Any) -> dict[str, Any]:
+    """An open and a closed route to the upstream on ``port``, and any other ``sections``."""
+    return {
+        **sections,
+        "tokens": {"issuer": ISSUER, "keys": "./keys"},
+        "routes": [
+            route("open", "/open", f"http://127.0.0.1:{port}", auth="public"),
+            route("closed", "/closed", f"http://127.0.0.1:{port}"),
+        ],
+    }
 
 
-def _wait_for(probe: Callable[[], T], timeout: float) -> T:
-    """The first truthy ``probe()`` within ``timeout`` (lines are written every 0.2 s)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+def _parsed(gateway: GatewayProcess) -> list[dict[str, object]]:
+    return [json.loads(line) for line in gateway.stdout().splitlines() if line.strip()]
 
 
 def _log_lines(gateway: GatewayProcess, at_least: int) -> list[dict[str, object]]:
-    def parsed() -> list[dict[str, object]]:
-        lines = [json.loads(line) for line in gateway.stdout().splitlines() if line.strip()]
-        return lines if len(lines) >= at_least else []
+    """The access log once it has ``at_least`` lines (they are written every 0.2 s)."""
 
-    lines = _wait_for(parsed, 2.0)
-    assert lines, gateway.stdout()
-    return lines
+    def enough() -> list[dict[str, object]]:
+        lines = _parsed(gateway)
+        assert len(lines) >= at_least, gateway.stdout()
+        return lines
+
+    return eventually(enough, timeout=2.0)
 
 
 def _counts(metrics: str) -> dict[tuple[str, str], float]:
@@ -89,9 +87,10 @@ def test_metrics_count_requests_by_route_and_status_across_two_workers(
     # Each worker publishes its counts every second; any worker answers /metrics.
     def complete() -> str:
         text = httpx.get(f"{gateway.admin_url}/metrics").text
-        return text if _counts(text).get(("open", "200")) == 30 else ""
+        assert _counts(text).get(("open", "200")) == 30, _counts(text)
+        return text
 
-    metrics = _wait_for(complete, 3.0) or httpx.get(f"{gateway.admin_url}/metrics").text
+    metrics = eventually(complete, timeout=3.0)
     counts = _counts(metrics)
     assert counts[("open", "200")] == 30
     assert counts[("closed", "401")] == 30
@@ -107,17 +106,29 @@ def test_every_access_log_line_is_json_with_the_fields_and_no_secret(
     _, port = upstream
     gateway = start_gateway(_config(port))
     key = SigningKey(tmp_path / "keys", "EdDSA")
-    time.sleep(1.5)  # the new key is picked up by the watcher
     token = key.token(sub="carol")
-    responses = [
-        httpx.get(
+
+    def accepted() -> httpx.Response:  # once the watcher has picked up the new key
+        response = httpx.get(
             f"{gateway.url}/closed?api_key=query-secret",
             headers={"Authorization": f"Bearer {token}", "Cookie": "gw_refresh=cookie-secret"},
-        ),
+        )
+        assert response.status_code == 200, response.text
+        return response
+
+    responses = [
+        eventually(accepted, timeout=3.0, interval=0.1),
         httpx.get(f"{gateway.url}/closed", headers={"Authorization": "Bearer not-a-token-secret"}),
         httpx.post(f"{gateway.url}/open/x", content=b"12345"),
     ]
-    lines = _log_lines(gateway, len(responses))
+
+    def all_logged() -> list[dict[str, object]]:
+        lines = _parsed(gateway)
+        logged = {line["request_id"] for line in lines}
+        assert {r.headers["x-request-id"] for r in responses} <= logged, gateway.stdout()
+        return lines
+
+    lines = eventually(all_logged, timeout=2.0)
     for line in lines:
         assert set(line) == FIELDS
     by_id = {line["request_id"]: line for line in lines}
@@ -144,8 +155,9 @@ def test_a_request_the_http_server_refuses_is_logged_and_counted_too(
     assert (line["status"], line["method"], line["path"], line["route"]) == (400, "-", "-", None)
     assert line["client"] == "127.0.0.1"
     assert f"\r\nx-request-id: {line['request_id']}\r\n".encode() in answer
-    counted = _wait_for(  # each worker publishes its counts every second
-        lambda: _counts(httpx.get(f"{gateway.admin_url}/metrics").text).get(("-", "400")), 3.0
+    counted = eventually(  # each worker publishes its counts every second
+        lambda: _counts(httpx.get(f"{gateway.admin_url}/metrics").text).get(("-", "400")),
+        timeout=3.0,
     )
     assert counted == 1
 
@@ -173,7 +185,7 @@ def test_text_log_format_is_one_readable_line(
     _, port = upstream
     gateway = start_gateway(_config(port), extra_args=("--log-format", "text"))
     httpx.get(f"{gateway.url}/open")
-    line = _wait_for(lambda: gateway.stdout().strip().splitlines()[-1:], 2.0)[0]
+    line = eventually(lambda: gateway.stdout().strip().splitlines()[-1:], timeout=2.0)[0]
     assert " 200 GET /open route=open " in line
 
 
@@ -194,7 +206,7 @@ def test_readyz_names_an_unreachable_store_while_proxying_goes_on(
 ) -> None:
     _, port = upstream
     dead = free_port()
-    gateway = start_gateway(f"store: redis://127.0.0.1:{dead}/0\n" + _config(port))
+    gateway = start_gateway(_config(port, store=f"redis://127.0.0.1:{dead}/0"))
     ready = httpx.get(f"{gateway.admin_url}/readyz")
     assert ready.status_code == 503
     assert "store unreachable" in ready.json()["reasons"]
@@ -206,10 +218,12 @@ def test_readyz_names_a_trusted_issuer_whose_jwks_was_never_fetched(
 ) -> None:
     _, port = upstream
     dead = free_port()
-    gateway = start_gateway(
-        "trusted_issuers:\n  - issuer: https://idp.test/\n    audience: api\n"
-        f"    jwks_uri: http://127.0.0.1:{dead}/jwks.json\n" + _config(port)
-    )
+    issuer = {
+        "issuer": "https://idp.test/",
+        "audience": "api",
+        "jwks_uri": f"http://127.0.0.1:{dead}/jwks.json",
+    }
+    gateway = start_gateway(_config(port, trusted_issuers=[issuer]))
     ready = httpx.get(f"{gateway.admin_url}/readyz")
     assert ready.status_code == 503
     assert "JWKS of https://idp.test/ never fetched" in ready.json()["reasons"]
@@ -236,7 +250,7 @@ def test_a_stalled_stdout_drops_log_lines_instead_of_stopping_requests(
             found = re.search(r"^gateway_access_log_dropped_lines_total ([0-9.e+]+)$", text, re.M)
             return float(found.group(1)) if found else 0.0
 
-        assert _wait_for(dropped, 3.0) > 0
+        assert eventually(dropped, timeout=3.0) > 0
     finally:
         threading.Thread(  # let the gateway write what it still holds, then stop
             target=lambda: [os.read(unread, 1 << 20) for _ in range(1000)], daemon=True

@@ -6,31 +6,35 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from tests.configs import config_yaml, route
 from tests.conftest import GatewayProcess
 from tests.upstream import Upstream
+from tests.waiting import eventually
 
 WORKERS = 2
 
 
-def _config(upstream_port: int, *, extra: str = "") -> str:
-    return f"""
-routes:
-  - name: first
-    path: /first
-    upstream: http://127.0.0.1:{upstream_port}
-    auth: public
-{extra}"""
+def _config(upstream_port: int) -> dict[str, Any]:
+    return {
+        "routes": [route("first", "/first", f"http://127.0.0.1:{upstream_port}", auth="public")]
+    }
 
 
-def _second_route(upstream_port: int, name: str = "second") -> str:
-    return (
-        f"  - name: {name}\n    path: /{name}\n"
-        f"    upstream: http://127.0.0.1:{upstream_port}\n    auth: public\n"
-    )
+def _second_route(upstream_port: int, name: str = "second") -> dict[str, Any]:
+    return route(name, f"/{name}", f"http://127.0.0.1:{upstream_port}", auth="public")
+
+
+def _adding(text: str, new_route: dict[str, Any]) -> str:
+    """The configuration ``text`` with ``new_route`` added; everything else (the admin port
+    ``start_gateway`` chose, say) kept."""
+    settings = yaml.safe_load(text)
+    return config_yaml(**{**settings, "routes": [*settings["routes"], new_route]})
 
 
 def _all_answer(url: str, expected: int, attempts: int = 20) -> bool:
@@ -42,13 +46,16 @@ def _all_answer(url: str, expected: int, attempts: int = 20) -> bool:
     return True
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float) -> float | None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    return None
+def _served(gateway: GatewayProcess, path: str, attempts: int = 20) -> bool:
+    """``_all_answer`` with 200 on ``path``, failing with what the gateway printed."""
+    assert _all_answer(f"{gateway.url}{path}", 200, attempts), gateway.stderr()
+    return True
+
+
+def _refused(gateway: GatewayProcess) -> bool:
+    """Whether the gateway said it refused a reload, failing with what it printed."""
+    assert "reload refused" in gateway.stderr(), gateway.stderr()
+    return True
 
 
 def test_an_edited_file_is_served_within_3_seconds_by_every_worker(
@@ -57,9 +64,8 @@ def test_an_edited_file_is_served_within_3_seconds_by_every_worker(
     _, port = upstream
     gateway = start_gateway(_config(port), workers=WORKERS)
     assert httpx.get(f"{gateway.url}/second").status_code == 404
-    gateway.config_path.write_text(gateway.config_path.read_text() + _second_route(port))
-    took = _wait_until(lambda: _all_answer(f"{gateway.url}/second", 200), 3.0)
-    assert took is not None, gateway.stderr()
+    gateway.config_path.write_text(_adding(gateway.config_path.read_text(), _second_route(port)))
+    eventually(lambda: _served(gateway, "/second"), timeout=3.0, interval=0.1)
     assert _all_answer(f"{gateway.url}/first", 200)
 
 
@@ -69,9 +75,7 @@ def test_a_broken_edit_keeps_the_old_routes_and_logs_the_error(
     _, port = upstream
     gateway = start_gateway(_config(port), workers=WORKERS)
     gateway.config_path.write_text(gateway.config_path.read_text() + "  - name: [broken\n")
-    assert _wait_until(lambda: "reload refused" in gateway.stderr(), 3.0) is not None, (
-        gateway.stderr()
-    )
+    eventually(lambda: _refused(gateway), timeout=3.0, interval=0.1)
     assert _all_answer(f"{gateway.url}/first", 200)
     assert f"{gateway.config_path}:" in gateway.stderr()
 
@@ -95,9 +99,9 @@ def test_after_a_refused_edit_the_next_good_edit_still_applies(
     gateway = start_gateway(_config(port))
     good = gateway.config_path.read_text()
     gateway.config_path.write_text(breakage(good))
-    assert _wait_until(lambda: "reload refused" in gateway.stderr(), 3.0) is not None
-    gateway.config_path.write_text(good + _second_route(port))
-    assert _wait_until(lambda: _all_answer(f"{gateway.url}/second", 200, 3), 3.0) is not None
+    eventually(lambda: _refused(gateway), timeout=3.0, interval=0.1)
+    gateway.config_path.write_text(_adding(good, _second_route(port)))
+    eventually(lambda: _served(gateway, "/second", attempts=3), timeout=3.0, interval=0.1)
 
 
 def test_sighup_reloads_at_once(
@@ -111,11 +115,10 @@ def test_sighup_reloads_at_once(
     text = path.read_text().replace("name: first", "name: frist").replace("/first", "/frist")
     path.write_text(text)
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    time.sleep(1.5)
+    time.sleep(1.5)  # the file watcher polls meanwhile, and must see no change
     assert httpx.get(f"{gateway.url}/frist").status_code == 404
     os.kill(gateway.proc.pid, signal.SIGHUP)
-    took = _wait_until(lambda: _all_answer(f"{gateway.url}/frist", 200), 1.0)
-    assert took is not None
+    eventually(lambda: _served(gateway, "/frist"), timeout=1.0, interval=0.1)
 
 
 def test_a_new_key_in_the_keys_folder_is_accepted_without_restart(
@@ -125,20 +128,22 @@ def test_a_new_key_in_the_keys_folder_is_accepted_without_restart(
 
     _, port = upstream
     gateway = start_gateway(
-        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
-        f"routes:\n  - name: p\n    path: /p\n    upstream: http://127.0.0.1:{port}\n"
+        {
+            "tokens": {"issuer": ISSUER, "keys": "./keys"},
+            "routes": [route("p", "/p", f"http://127.0.0.1:{port}")],
+        }
     )
     key = SigningKey(tmp_path / "keys", "ES256")
-    ok = _wait_until(
+    eventually(
         lambda: (
             httpx.get(
                 f"{gateway.url}/p", headers={"Authorization": f"Bearer {key.token()}"}
             ).status_code
             == 200
         ),
-        3.0,
+        timeout=3.0,
+        interval=0.1,
     )
-    assert ok is not None
 
 
 def test_reload_follows_a_config_mounted_through_a_swapped_symlink(
@@ -150,7 +155,7 @@ def test_reload_follows_a_config_mounted_through_a_swapped_symlink(
     mount = tmp_path / "mount"
     first = mount / "..2026_01"
     first.mkdir(parents=True)
-    (first / "routes.yaml").write_text(_config(port))
+    (first / "routes.yaml").write_text(config_yaml(**_config(port)))
     (mount / "..data").symlink_to("..2026_01")
     (mount / "routes.yaml").symlink_to("..data/routes.yaml")
     gateway = start_gateway(_config(port))  # admin port etc. written beside, then replaced
@@ -163,14 +168,13 @@ def test_reload_follows_a_config_mounted_through_a_swapped_symlink(
     try:
         second = mount / "..2026_02"
         second.mkdir()
-        (second / "routes.yaml").write_text(text + _second_route(port))
+        (second / "routes.yaml").write_text(_adding(text, _second_route(port)))
         (mount / "..data_tmp").symlink_to("..2026_02")
         os.replace(mount / "..data_tmp", mount / "..data")
         for name in os.listdir(first):
             os.unlink(first / name)
         first.rmdir()
-        took = _wait_until(lambda: _all_answer(f"{gateway.url}/second", 200, attempts=3), 3.0)
-        assert took is not None, gateway.stderr()
+        eventually(lambda: _served(gateway, "/second", attempts=3), timeout=3.0, interval=0.1)
     finally:
         gateway.stop()
 
@@ -182,7 +186,7 @@ def test_a_user_added_while_running_can_log_in_within_2_seconds(
     import sys
 
     # Attempts before the reload count as failures: keep them far from the lockout.
-    gateway = start_gateway("users:\n  max_failures: 1000\nroutes:\n")
+    gateway = start_gateway({"users": {"max_failures": 1000}})
     subprocess.run(
         [
             sys.executable,
@@ -208,4 +212,4 @@ def test_a_user_added_while_running_can_log_in_within_2_seconds(
         )
         return response.status_code == 200
 
-    assert _wait_until(logs_in, 3.0) is not None
+    eventually(logs_in, timeout=3.0, interval=0.1)

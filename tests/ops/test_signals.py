@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
+from tests.configs import route
 from tests.conftest import GatewayProcess
 from tests.upstream import Upstream
+from tests.waiting import eventually
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_lets_a_3_second_call_finish_and_exits_0(
     upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess], workers: int
 ) -> None:
-    _, port = upstream
+    app, port = upstream
     gateway = start_gateway(
-        f"routes:\n  - name: slow\n    path: /slow\n"
-        f"    upstream: http://127.0.0.1:{port}\n    auth: public\n",
+        {"routes": [route("slow", "/slow", f"http://127.0.0.1:{port}", auth="public")]},
         workers=workers,
     )
     result: dict[str, object] = {}
@@ -34,7 +34,7 @@ def test_sigterm_lets_a_3_second_call_finish_and_exits_0(
 
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.7)
+    eventually(lambda: any(seen.path == "/slow" for seen in app.seen))  # the call is under way
     gateway.proc.send_signal(signal.SIGTERM)
     thread.join(15)
     assert result == {"status": 200}

@@ -14,9 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.configs import config_yaml, route
 from tests.conftest import GatewayProcess, free_port
 from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
+from tests.waiting import eventually
 
 
 def test_one_dead_target_of_two_every_request_succeeds_and_the_dead_one_is_rested(
@@ -24,9 +26,9 @@ def test_one_dead_target_of_two_every_request_succeeds_and_the_dead_one_is_reste
 ) -> None:
     _, port = upstream
     dead = free_port()
+    targets = [f"http://127.0.0.1:{dead}", f"http://127.0.0.1:{port}"]
     gateway = start_gateway(
-        "routes:\n  - name: pool\n    path: /pool\n    auth: public\n    methods: [GET, POST]\n"
-        f"    upstream: [http://127.0.0.1:{dead}, http://127.0.0.1:{port}]\n"
+        {"routes": [route("pool", "/pool", targets, auth="public", methods=["GET", "POST"])]}
     )
     statuses = [httpx.get(f"{gateway.url}/pool").status_code for _ in range(25)]
     statuses += [httpx.post(f"{gateway.url}/pool", content=b"x").status_code for _ in range(25)]
@@ -49,9 +51,9 @@ def test_a_target_that_accepts_but_never_answers_is_rested(
     hung.bind(("127.0.0.1", 0))
     hung.listen(64)
     try:
+        targets = [f"http://127.0.0.1:{hung.getsockname()[1]}", f"http://127.0.0.1:{port}"]
         gateway = start_gateway(
-            "routes:\n  - name: pool\n    path: /pool\n    auth: public\n    timeout: 500ms\n"
-            f"    upstream: [http://127.0.0.1:{hung.getsockname()[1]}, http://127.0.0.1:{port}]\n"
+            {"routes": [route("pool", "/pool", targets, auth="public", timeout="500ms")]}
         )
         started = time.monotonic()
         statuses = [httpx.get(f"{gateway.url}/pool", timeout=5).status_code for _ in range(8)]
@@ -69,8 +71,11 @@ def test_a_client_pausing_its_upload_past_the_route_timeout_is_answered_not_time
     # client per target would rest them all.
     _, port = upstream
     gateway = start_gateway(
-        "routes:\n  - name: pool\n    path: /pool\n    auth: public\n    timeout: 500ms\n"
-        f"    upstream: http://127.0.0.1:{port}\n"
+        {
+            "routes": [
+                route("pool", "/pool", f"http://127.0.0.1:{port}", auth="public", timeout="500ms")
+            ]
+        }
     )
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as conn:
         conn.sendall(b"POST /pool HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
@@ -86,9 +91,7 @@ def test_a_burst_of_new_connections_is_spread_over_the_workers(
     # On one shared socket the first worker to wake accepted the whole burst.
     _, port = upstream
     gateway = start_gateway(
-        "routes:\n  - name: pool\n    path: /pool\n    auth: public\n"
-        f"    upstream: http://127.0.0.1:{port}\n",
-        workers=2,
+        {"routes": [route("pool", "/pool", f"http://127.0.0.1:{port}", auth="public")]}, workers=2
     )
     conns = [socket.create_connection(("127.0.0.1", gateway.port), timeout=5) for _ in range(40)]
     workers: dict[bytes, int] = {}
@@ -110,10 +113,11 @@ def test_the_gateway_raises_its_descriptor_limit_to_the_hard_limit(tmp_path: Pat
     SigningKey(tmp_path / "keys", "EdDSA")
     config = tmp_path / "routes.yaml"
     config.write_text(
-        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
-        f"server:\n  admin: {{port: {free_port()}}}\n"
-        "routes:\n  - name: open\n    path: /open\n    auth: public\n"
-        "    upstream: http://127.0.0.1:9\n"
+        config_yaml(
+            tokens={"issuer": ISSUER, "keys": "./keys"},
+            server={"admin": {"port": free_port()}},
+            routes=[route("open", "/open", "http://127.0.0.1:9", auth="public")],
+        )
     )
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     port = free_port()
@@ -133,13 +137,17 @@ def test_the_gateway_raises_its_descriptor_limit_to_the_hard_limit(tmp_path: Pat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def raised() -> str | None:
+        """The soft limit once the gateway has changed it from 512."""
+        if proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited with {proc.returncode}")
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        soft = re.search(r"Max open files\s+(\S+)", limits).group(1)  # type: ignore[union-attr]
+        return soft if soft != "512" else None
+
     try:
-        deadline = time.monotonic() + 20
-        soft = "512"
-        while soft == "512" and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            limits = Path(f"/proc/{proc.pid}/limits").read_text()
-            soft = re.search(r"Max open files\s+(\S+)", limits).group(1)  # type: ignore[union-attr]
+        soft = eventually(raised, timeout=20, interval=0.1)
         assert soft == str(hard if hard != resource.RLIM_INFINITY else 1_048_576)
     finally:
         proc.terminate()
@@ -147,10 +155,8 @@ def test_the_gateway_raises_its_descriptor_limit_to_the_hard_limit(tmp_path: Pat
 
 
 def test_all_targets_down_is_502(start_gateway: Callable[..., GatewayProcess]) -> None:
-    gateway = start_gateway(
-        "routes:\n  - name: pool\n    path: /pool\n    auth: public\n"
-        f"    upstream: [http://127.0.0.1:{free_port()}, http://127.0.0.1:{free_port()}]\n"
-    )
+    dead = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    gateway = start_gateway({"routes": [route("pool", "/pool", dead, auth="public")]})
     assert httpx.get(f"{gateway.url}/pool").status_code == 502
 
 
@@ -161,9 +167,18 @@ def limited(
     _, port = upstream
     key = SigningKey(tmp_path / "keys", "EdDSA")
     gateway = start_gateway(
-        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n"
-        "routes:\n  - name: limited\n    path: /limited\n"
-        f"    upstream: http://127.0.0.1:{port}\n    auth: optional\n    rate_limit: 5/s\n"
+        {
+            "tokens": {"issuer": ISSUER, "keys": "./keys"},
+            "routes": [
+                route(
+                    "limited",
+                    "/limited",
+                    f"http://127.0.0.1:{port}",
+                    auth="optional",
+                    rate_limit="5/s",
+                )
+            ],
+        }
     )
     return gateway, key
 
@@ -203,8 +218,10 @@ def cors_gateway(
 ) -> GatewayProcess:
     _, port = upstream
     return start_gateway(
-        "cors:\n  allow_origins: [http://app.test:3000]\n  allow_credentials: true\n"
-        f"routes:\n  - name: api\n    path: /api\n    upstream: http://127.0.0.1:{port}\n"
+        {
+            "cors": {"allow_origins": ["http://app.test:3000"], "allow_credentials": True},
+            "routes": [route("api", "/api", f"http://127.0.0.1:{port}")],
+        }
     )
 
 
@@ -251,8 +268,10 @@ def test_forwarded_headers_are_believed_only_from_trusted_proxies(
 ) -> None:
     _, port = upstream
     gateway = start_gateway(
-        "server:\n  trusted_proxies: [127.0.0.0/8]\n"
-        f"routes:\n  - name: p\n    path: /p\n    upstream: http://127.0.0.1:{port}\n    auth: public\n"
+        {
+            "server": {"trusted_proxies": ["127.0.0.0/8"]},
+            "routes": [route("p", "/p", f"http://127.0.0.1:{port}", auth="public")],
+        }
     )
     seen = httpx.get(
         f"{gateway.url}/p",

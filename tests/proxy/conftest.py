@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.configs import config_yaml, route
 from tests.conftest import GatewayProcess, free_port
 from tests.tokens import AUDIENCE, ISSUER, SigningKey
 from tests.upstream import ServerThread, Upstream
@@ -37,88 +38,39 @@ def raw_request(port: int, path: str, headers: dict[str, str] | None = None) -> 
         connection.close()
 
 
-def routes_yaml(upstream_port: int, extra_routes: str = "") -> str:
+def routes_yaml(upstream_port: int, dead_port: int) -> str:
+    """The route table every test here shares; ``dead_port`` is one nothing listens on."""
     up = f"http://127.0.0.1:{upstream_port}"
-    return f"""
-server:
-  max_body: 1MiB
-  admin: {{port: {free_port()}}}
-tokens:
-  issuer: {ISSUER}
-  audience: {AUDIENCE}
-  keys: ./keys
-store: sqlite:///./data/gateway.db
-routes:
-  - name: public
-    path: /public
-    upstream: {up}
-    auth: public
-  - name: admin
-    path: /admin
-    upstream: {up}
-  - name: optional
-    path: /optional
-    upstream: {up}
-    auth: optional
-  - name: echo
-    path: /echo
-    upstream: {up}
-  - name: orders
-    path: /orders
-    upstream: {up}
-    scopes: [orders:read, orders:list]
-  - name: tenant
-    path: /tenant
-    upstream: {up}
-    claims: {{tenant: acme}}
-  - name: only-get
-    path: /only-get
-    methods: [GET]
-    upstream: {up}
-    auth: public
-  - name: stripped
-    path: /api/v1
-    strip_prefix: /api
-    upstream: {up}/base
-    auth: public
-    headers: {{set: {{X-Env: test}}, remove: [X-Debug]}}
-  - name: download
-    path: /download
-    upstream: {up}
-    auth: public
-  - name: upload
-    path: /upload
-    upstream: {up}
-    auth: public
-    max_body: 64MiB
-  - name: small
-    path: /small
-    upstream: {up}
-    auth: public
-    max_body: 10
-  - name: cookies
-    path: /cookies
-    upstream: {up}
-    auth: public
-  - name: hop
-    path: /hop
-    upstream: {up}
-    auth: public
-  - name: slow
-    path: /slow
-    upstream: {up}
-    auth: public
-    timeout: 1s
-  - name: dead
-    path: /dead
-    upstream: http://127.0.0.1:{{DEAD_PORT}}
-    auth: public
-  - name: with-auth-header
-    path: /fwd-auth
-    upstream: {up}
-    forward_authorization: true
-{extra_routes}
-"""
+    return config_yaml(
+        server={"max_body": "1MiB", "admin": {"port": free_port()}},
+        tokens={"issuer": ISSUER, "audience": AUDIENCE, "keys": "./keys"},
+        store="sqlite:///./data/gateway.db",
+        routes=[
+            route("public", "/public", up, auth="public"),
+            route("admin", "/admin", up),
+            route("optional", "/optional", up, auth="optional"),
+            route("echo", "/echo", up),
+            route("orders", "/orders", up, scopes=["orders:read", "orders:list"]),
+            route("tenant", "/tenant", up, claims={"tenant": "acme"}),
+            route("only-get", "/only-get", up, methods=["GET"], auth="public"),
+            route(
+                "stripped",
+                "/api/v1",
+                f"{up}/base",
+                strip_prefix="/api",
+                auth="public",
+                headers={"set": {"X-Env": "test"}, "remove": ["X-Debug"]},
+            ),
+            route("download", "/download", up, auth="public"),
+            route("upload", "/upload", up, auth="public", max_body="64MiB"),
+            route("small", "/small", up, auth="public", max_body=10),
+            route("cookies", "/cookies", up, auth="public"),
+            route("hop", "/hop", up, auth="public"),
+            route("slow", "/slow", up, auth="public", timeout="1s"),
+            route("dead", "/dead", f"http://127.0.0.1:{dead_port}", auth="public"),
+            route("with-auth-header", "/fwd-auth", up, forward_authorization=True),
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +87,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     key = SigningKey(keys, "EdDSA")
     config = tmp_path / "routes.yaml"
-    text = routes_yaml(port).replace("{DEAD_PORT}", str(free_port()))
-    config.write_text(text)
+    config.write_text(routes_yaml(port, dead_port=free_port()))
     with ServerThread(app, port):
         gateway = GatewayProcess(config, free_port())
         try:

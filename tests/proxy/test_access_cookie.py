@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.configs import route
 from tests.conftest import GatewayProcess
 from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
@@ -22,8 +23,10 @@ def cookie_gateway(
     _, port = upstream
     key = SigningKey(tmp_path / "keys", "EdDSA")
     gateway = start_gateway(
-        f"tokens:\n  issuer: {ISSUER}\n  keys: ./keys\n  access_cookie: {{name: gw_access}}\n"
-        f"routes:\n  - name: app\n    path: /app\n    upstream: http://127.0.0.1:{port}\n"
+        {
+            "tokens": {"issuer": ISSUER, "keys": "./keys", "access_cookie": {"name": "gw_access"}},
+            "routes": [route("app", "/app", f"http://127.0.0.1:{port}")],
+        }
     )
     return gateway, key
 

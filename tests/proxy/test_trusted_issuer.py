@@ -13,6 +13,7 @@ import jwt
 import pytest
 from jwt.algorithms import RSAAlgorithm
 
+from tests.configs import route
 from tests.conftest import GatewayProcess, free_port
 from tests.tokens import new_private_key
 from tests.upstream import ServerThread, Upstream
@@ -80,9 +81,17 @@ def test_an_idp_token_passes_and_a_rotated_idp_key_is_fetched_on_first_use(
     provider, idp_port = idp
     _, port = upstream
     gateway = start_gateway(
-        f"trusted_issuers:\n  - issuer: {IDP}\n    audience: api\n    algorithms: [RS256]\n"
-        f"    jwks_uri: http://127.0.0.1:{idp_port}/jwks.json\n"
-        f"routes:\n  - name: api\n    path: /api\n    upstream: http://127.0.0.1:{port}\n"
+        {
+            "trusted_issuers": [
+                {
+                    "issuer": IDP,
+                    "audience": "api",
+                    "algorithms": ["RS256"],
+                    "jwks_uri": f"http://127.0.0.1:{idp_port}/jwks.json",
+                }
+            ],
+            "routes": [route("api", "/api", f"http://127.0.0.1:{port}")],
+        }
     )
     first_kid = next(iter(provider.keys))
     ok = httpx.get(

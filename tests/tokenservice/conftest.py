@@ -12,7 +12,7 @@ fails if any of them appears in what it printed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -23,8 +23,10 @@ import pytest
 import yaml
 from argon2 import PasswordHasher
 
+from tests.configs import config_yaml, route
 from tests.conftest import GatewayProcess, free_port
 from tests.upstream import ServerThread, Upstream
+from tests.waiting import eventually
 
 PUBLIC_URL = "http://gateway.test"
 CORS_ORIGIN = "http://app.test"
@@ -58,10 +60,10 @@ def config_text(
     upstream_port: int,
     *,
     public_url: str = PUBLIC_URL,
-    trusted_proxies: str = "[]",
+    trusted_proxies: Sequence[str] = (),
     store: str = "sqlite:///./data/gateway.db",
-    users: str = "{file: ./users.yaml, max_failures: 50}",
-    **tokens: str,
+    users: Mapping[str, Any] | None = None,
+    **tokens: Any,
 ) -> str:
     """A gateway configuration; ``tokens`` overrides keys of the ``tokens:`` section."""
     settings = {
@@ -72,26 +74,23 @@ def config_text(
         "refresh_ttl": "1h",
         "refresh_idle_ttl": "30m",
         "refresh_reuse_grace": "2s",
-        "leeway": "0",
+        "leeway": 0,
         **tokens,
     }
-    lines = [
-        "server:",
-        f"  public_url: {public_url}",
-        f"  trusted_proxies: {trusted_proxies}",
-        f"  admin: {{port: {free_port()}}}",
-        "tokens:",
-        *(f"  {key}: {value}" for key, value in settings.items()),
-        f"store: {store}",
-        f"users: {users}",
-        f"cors: {{allow_origins: [{CORS_ORIGIN}], allow_credentials: true}}",
-        "routes:",
-        "  - name: orders",
-        "    path: /orders",
-        f"    upstream: http://127.0.0.1:{upstream_port}",
-        "    scopes: [orders:read]",
-    ]
-    return "\n".join(lines) + "\n"
+    return config_yaml(
+        server={
+            "public_url": public_url,
+            "trusted_proxies": list(trusted_proxies),
+            "admin": {"port": free_port()},
+        },
+        tokens=settings,
+        store=store,
+        users={"file": "./users.yaml", "max_failures": 50} if users is None else users,
+        cors={"allow_origins": [CORS_ORIGIN], "allow_credentials": True},
+        routes=[
+            route("orders", "/orders", f"http://127.0.0.1:{upstream_port}", scopes=["orders:read"])
+        ],
+    )
 
 
 @dataclass
@@ -184,7 +183,7 @@ def start_service(tmp_path: Path, upstream_port: int) -> Iterator[Callable[..., 
     """Start a gateway of its own; keyword arguments as for ``config_text``."""
     started: list[Service] = []
 
-    def start(*, workers: int = 1, **settings: str) -> Service:
+    def start(*, workers: int = 1, **settings: Any) -> Service:
         running = launch(
             tmp_path / f"service{len(started)}",
             config_text(upstream_port, **settings),
@@ -238,6 +237,11 @@ def logout(url: str, cookie: str | None) -> httpx.Response:
 
 def call(url: str, access_token: str, path: str = "/orders/1") -> httpx.Response:
     return CLIENT.get(f"{url}{path}", headers={"authorization": f"Bearer {access_token}"})
+
+
+def refused_within(url: str, access_token: str, seconds: float) -> bool:
+    """Whether ``access_token`` is refused (401) within ``seconds``; fails if it is not."""
+    return eventually(lambda: call(url, access_token).status_code == 401, timeout=seconds)
 
 
 def cookies_set(response: httpx.Response) -> dict[str, dict[str, str]]:

@@ -109,7 +109,7 @@ def test_users_add_is_refused_when_verify_url_manages_users(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "routes.yaml"
-    path.write_text(config_text(9, users="{verify_url: 'http://127.0.0.1:9/verify'}"))
+    path.write_text(config_text(9, users={"verify_url": "http://127.0.0.1:9/verify"}))
     args = ["users", "add", "zoe", "--password-stdin", "--config", str(path)]
     assert run(args, monkeypatch, "pw-pw-pw\n") == 1
     assert "verify_url" in capsys.readouterr().err

@@ -45,8 +45,8 @@ def browser_service(
         config_text(
             upstream_port,
             public_url="https://gateway.test",
-            cookie="{name: gw_refresh, path: /auth, same_site: lax}",
-            access_cookie="{name: gw_access}",
+            cookie={"name": "gw_refresh", "path": "/auth", "same_site": "lax"},
+            access_cookie={"name": "gw_access"},
         ),
     )
     yield running

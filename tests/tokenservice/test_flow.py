@@ -24,7 +24,7 @@ def sleep_until(wall_time: float) -> None:
 def test_login_call_expire_refresh_call_session_ends_login_again(
     start_service: Callable[..., Service],
 ) -> None:
-    service = start_service(access_ttl="2s", leeway="0", refresh_ttl="6s", refresh_idle_ttl="6s")
+    service = start_service(access_ttl="2s", leeway=0, refresh_ttl="6s", refresh_idle_ttl="6s")
     password = USERS["alice"][0]
 
     logged_in = login(service.url, "alice", password)

@@ -15,17 +15,9 @@ from tests.tokenservice.conftest import (
     cookies_set,
     logout,
     refresh,
+    refused_within,
     start_session,
 )
-
-
-def refused_within(url: str, access_token: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if call(url, access_token).status_code == 401:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_logout_answers_204_and_clears_the_cookie(service: Service) -> None:

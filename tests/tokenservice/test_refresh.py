@@ -15,6 +15,7 @@ from tests.tokenservice.conftest import (
     cookies_set,
     refresh,
     refresh_cookie,
+    refused_within,
     remember,
     start_session,
 )
@@ -22,15 +23,6 @@ from tests.tokenservice.conftest import (
 
 def claims_of(token: str) -> dict[str, object]:
     return dict(jwt.decode(token, options={"verify_signature": False}))
-
-
-def refused_within(url: str, access_token: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if call(url, access_token).status_code == 401:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_refresh_rotates_the_cookie_and_keeps_the_session(service: Service) -> None:

@@ -16,7 +16,7 @@ from tests.tokenservice.conftest import SECRETS, USERS, Service, config_text, la
 
 # Each test logs in from its own client address (X-Forwarded-For from a trusted proxy), so the
 # per-address counters of one test never reach another's.
-LIMITS = "{file: ./users.yaml, max_failures: 3, lockout: 15m}"
+LIMITS = {"file": "./users.yaml", "max_failures": 3, "lockout": "15m"}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def strict(tmp_path_factory: pytest.TempPathFactory, upstream_port: int) -> Iter
     """
     running = launch(
         tmp_path_factory.mktemp("strict"),
-        config_text(upstream_port, users=LIMITS, trusted_proxies="[127.0.0.1/32]"),
+        config_text(upstream_port, users=LIMITS, trusted_proxies=["127.0.0.1/32"]),
         workers=2,
     )
     yield running

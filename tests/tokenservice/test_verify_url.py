@@ -74,7 +74,7 @@ def delegating(
     url = f"http://127.0.0.1:{accounts[1].port}/verify"
     running = launch(
         tmp_path_factory.mktemp("delegating"),
-        config_text(upstream_port, users=f"{{verify_url: '{url}'}}"),
+        config_text(upstream_port, users={"verify_url": url}),
     )
     yield running
     running.stop()
