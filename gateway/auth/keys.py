@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from gateway.config import SIGNING_ALGORITHMS, VERIFY_ALGORITHMS
+
 __all__ = [
     "SIGNING_ALGORITHMS",
     "VERIFY_ALGORITHMS",
@@ -51,12 +53,6 @@ PublicKey = (
     ed25519.Ed25519PublicKey | ed448.Ed448PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 )
 
-SIGNING_ALGORITHMS = frozenset({"EdDSA", "ES256", "RS256"})
-# Asymmetric only. An HMAC algorithm verified with a public key would let anyone who fetched the
-# JWKS mint tokens, and ``none`` needs no key at all: neither is ever in this set.
-VERIFY_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 MIN_RSA_BITS = 2048

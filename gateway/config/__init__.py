@@ -14,6 +14,8 @@ from pathlib import Path
 
 from gateway.config.build import Builder
 from gateway.config.model import (
+    SIGNING_ALGORITHMS,
+    VERIFY_ALGORITHMS,
     AccessCookieConfig,
     AdminListener,
     AuthMode,
@@ -35,6 +37,8 @@ from gateway.config.model import (
 from gateway.config.yaml_source import parse_yaml
 
 __all__ = [
+    "SIGNING_ALGORITHMS",
+    "VERIFY_ALGORITHMS",
     "AccessCookieConfig",
     "AdminListener",
     "AuthMode",

@@ -12,8 +12,9 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.auth.keys import SIGNING_ALGORITHMS, VERIFY_ALGORITHMS
 from gateway.config.model import (
+    SIGNING_ALGORITHMS,
+    VERIFY_ALGORITHMS,
     AccessCookieConfig,
     AdminListener,
     Config,

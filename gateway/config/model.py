@@ -15,6 +15,14 @@ from urllib.parse import urlsplit
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AuthMode = Literal["required", "optional", "public"]
 
+# The algorithms the gateway signs its own tokens with, and those it verifies (a configuration
+# naming another is refused). Asymmetric only: an HMAC algorithm verified with a public key would
+# let anyone who fetched the JWKS mint tokens, and ``none`` needs no key at all.
+SIGNING_ALGORITHMS = frozenset({"EdDSA", "ES256", "RS256"})
+VERIFY_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
 # The gateway's own paths: the token service and the JWKS. No route may lie under them, and the
 # front door never proxies them, whatever the route table says.
 RESERVED_PREFIXES = ("/auth", "/.well-known")

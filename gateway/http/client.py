@@ -18,33 +18,33 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from gateway.http.cycle import expire
 
-if TYPE_CHECKING:
-    from gateway.http.pool import UpstreamPool
-
 __all__ = [
-    "CONNECT_TIMEOUT",
-    "IDLE_TIMEOUT",
-    "MAX_IDLE_PER_TARGET",
     "MAX_RESPONSE_HEAD",
     "READ_HIGH_WATER",
     "Connection",
     "UpstreamBroken",
 ]
 
-CONNECT_TIMEOUT = 5.0
-IDLE_TIMEOUT = 30.0  # below the usual upstream keep-alive (nginx 75 s, Node 5 s is the outlier)
-MAX_IDLE_PER_TARGET = 256
 MAX_RESPONSE_HEAD = 64 * 1024
 # Reading pauses when this much of an answer waits for the client, so a slow client holds at
 # most this much per exchange (plus the socket buffers) however large the answer.
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
+
+
+class Pool(Protocol):
+    """What a connection uses of the pool that made it (``pool.UpstreamPool``)."""
+
+    loop: asyncio.AbstractEventLoop
+
+    def keep(self, conn: Connection) -> None: ...
+    def forget(self, conn: Connection) -> None: ...
 
 
 class UpstreamBroken(Exception):
@@ -62,7 +62,7 @@ class UpstreamBroken(Exception):
 class Connection(asyncio.Protocol):
     """One keep-alive connection; carries one exchange at a time."""
 
-    def __init__(self, pool: UpstreamPool, key: tuple[str, int, bool]) -> None:
+    def __init__(self, pool: Pool, key: tuple[str, int, bool]) -> None:
         self._pool = pool
         self._loop = pool.loop
         self.key = key

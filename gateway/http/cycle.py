@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gateway.http.contract import (
     DISCONNECT_STATUS_KEY,
@@ -26,9 +26,6 @@ from gateway.http.contract import (
     Message,
 )
 from gateway.http.errors import STATUS_LINES, answer_messages, refusal, status_line
-
-if TYPE_CHECKING:
-    from gateway.http.server import GatewayHttpProtocol
 
 __all__ = ["RequestCycle", "expire"]
 
@@ -48,6 +45,22 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DISCONNECT: Message = {"type": "http.disconnect"}
 _INTERNAL_ERROR = answer_messages(500, "internal_error", "Internal error")
 _STOPPING = answer_messages(503, "unavailable", "The gateway is stopping; retry")
+
+
+class Connection(Protocol):
+    """What a request cycle uses of its client connection (``server.GatewayHttpProtocol``)."""
+
+    loop: asyncio.AbstractEventLoop
+    body_timeout: float
+    write_paused: bool
+    default_headers: list[tuple[bytes, bytes]]
+
+    def write(self, data: bytes) -> None: ...
+    def writelines(self, parts: tuple[bytes, ...]) -> None: ...
+    async def drain(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+    def response_done(self, cycle: RequestCycle) -> None: ...
 
 
 def _valid_name(name: bytes) -> bool:
@@ -88,7 +101,7 @@ class RequestCycle:
     )
 
     def __init__(
-        self, conn: GatewayHttpProtocol, scope: dict[str, Any], *, keep_alive: bool, expect: bool
+        self, conn: Connection, scope: dict[str, Any], *, keep_alive: bool, expect: bool
     ) -> None:
         self._conn = conn
         self.scope = scope

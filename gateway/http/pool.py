@@ -12,11 +12,14 @@ import asyncio
 import ssl
 from functools import partial
 
-from gateway.http.client import CONNECT_TIMEOUT, IDLE_TIMEOUT, MAX_IDLE_PER_TARGET, Connection
+from gateway.http.client import Connection
 from gateway.http.target import Target
 
-__all__ = ["UpstreamPool"]
+__all__ = ["CONNECT_TIMEOUT", "IDLE_TIMEOUT", "MAX_IDLE_PER_TARGET", "UpstreamPool"]
 
+CONNECT_TIMEOUT = 5.0
+IDLE_TIMEOUT = 30.0  # below the usual upstream keep-alive (nginx 75 s, Node 5 s is the outlier)
+MAX_IDLE_PER_TARGET = 256
 _SWEEP_EVERY = 10.0
 
 

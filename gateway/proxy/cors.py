@@ -25,9 +25,6 @@ class CorsPolicy:
         methods = ", ".join(config.allow_methods) if config else ""
         headers = ", ".join(config.allow_headers) if config else ""
         expose = ", ".join(config.expose_headers) if config else ""
-        self._allowed_request_headers = (
-            frozenset(h.encode() for h in config.allow_headers) if config else frozenset()
-        )
         self._preflight: RawHeaders = [
             (b"access-control-allow-methods", methods.encode()),
             (b"access-control-allow-headers", headers.encode()),

@@ -26,19 +26,29 @@ from gateway.proxy.stages import (
     choose_route,
     scan_head,
 )
+from tests.configs import config_yaml, route
 from tests.tokens import ISSUER, SigningKey
 
 OWN = "http://gateway.test"
 APP = "http://app.test"
-CONFIG = f"""
-server: {{public_url: {OWN}}}
-tokens: {{issuer: {ISSUER}, keys: ./keys, access_cookie: {{name: gw_access}}}}
-cors: {{allow_origins: [{APP}], allow_credentials: true}}
-routes:
-  - {{name: orders, path: /orders, methods: [GET, POST], upstream: "http://127.0.0.1:9", scopes: [orders:read], max_body: 100}}
-  - {{name: open, path: /open, upstream: "http://127.0.0.1:9", auth: public}}
-  - {{name: maybe, path: /maybe, upstream: "http://127.0.0.1:9", auth: optional}}
-"""
+UPSTREAM = "http://127.0.0.1:9"
+CONFIG = config_yaml(
+    server={"public_url": OWN},
+    tokens={"issuer": ISSUER, "keys": "./keys", "access_cookie": {"name": "gw_access"}},
+    cors={"allow_origins": [APP], "allow_credentials": True},
+    routes=[
+        route(
+            "orders",
+            "/orders",
+            UPSTREAM,
+            methods=["GET", "POST"],
+            scopes=["orders:read"],
+            max_body=100,
+        ),
+        route("open", "/open", UPSTREAM, auth="public"),
+        route("maybe", "/maybe", UPSTREAM, auth="optional"),
+    ],
+)
 
 
 def head(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
