@@ -28,21 +28,20 @@ from gateway.proxy.forward import (
     BodyTooLarge,
     ClientGone,
     Exchange,
-    GatewayOverloaded,
+    ResponseHeaderFilter,
     UpstreamError,
     deliver,
     request_body,
 )
 from gateway.proxy.ratelimit import RateLimiter
-from gateway.proxy.routing import RouteMatch
 from gateway.proxy.runtime import Runtime
 from gateway.proxy.stages import (
-    BodyPlan,
     RequestHead,
     answer_preflight,
     authenticate,
+    check_body,
     check_framing,
-    check_limits,
+    check_rate_limit,
     choose_route,
     new_request_id,
     scan_head,
@@ -145,11 +144,65 @@ class FrontDoor:
         if not isinstance(identity, tuple):
             return await self._answer(send, record, identity)
 
-        body = await check_limits(route, head, record, self._limiter)
-        if isinstance(body, Refusal):
-            return await self._answer(send, record, body)
+        if route.rate_limit is not None:
+            limited = await check_rate_limit(route, record, self._limiter())
+            if limited is not None:
+                return await self._answer(send, record, limited)
+        body_plan = check_body(route, head)
+        if isinstance(body_plan, Refusal):
+            return await self._answer(send, record, body_plan)
 
-        await self._forward(rt, scope, receive, send, record, head, match, identity, body)
+        # Forward: the upstream's answer, relayed as it streams (forward.deliver).
+        upstream_headers = rt.policy.upstream_request(
+            head.headers,
+            route,
+            peer=peer_of(scope),
+            scheme=scope.get("scheme", "http"),
+            request_id=head.request_id,
+            identity=identity,
+        )
+        target_path = match.upstream_path.encode("ascii")
+        if query:
+            target_path += b"?" + query
+        present, length = body_plan
+        exchange = Exchange()
+        body = request_body(receive, route.max_body, exchange) if present else None
+        try:
+            await deliver(
+                rt.pool,
+                self._balancer,
+                route,
+                rt.targets,
+                method=method,
+                path=target_path,
+                headers=upstream_headers,
+                body=body,
+                length=length,
+                send=send,
+                response_headers=_answer_headers(rt, head),
+                exchange=exchange,
+            )
+        except UpstreamError as exc:
+            if exchange.response_started:
+                # Headers are out: the only honest signal left is an aborted connection, which
+                # the server gives when the app returns without finishing the body.
+                record.status = exchange.upstream_status or 0
+            else:
+                refusal = Refusal(exc.status, str(exc).capitalize(), exc.code)
+                await self._answer(send, record, refusal)
+        except BodyTooLarge:
+            if not exchange.response_started:
+                await self._answer(send, record, _BODY_TOO_LARGE)
+        except ClientGone as exc:
+            record.status = exc.status
+        else:
+            record.status = exchange.upstream_status or 0
+        finally:
+            # Filled whatever ended the exchange: a client gone, a shutdown's cancellation.
+            record.upstream_status = exchange.upstream_status
+            record.upstream_ms = exchange.upstream_seconds * 1000 if exchange.attempted else None
+            record.bytes_in = exchange.bytes_in
+            record.bytes_out = exchange.bytes_out
 
     async def _answer(self, send: Send, record: AccessRecord, answer: Answer) -> None:
         """Send an answer the gateway gives itself, and record it."""
@@ -171,81 +224,21 @@ class FrontDoor:
             sub = scope.get("state", {}).get("sub")  # set by login and refresh
             record.sub = sub if isinstance(sub, str) else None
 
-    async def _forward(
-        self,
-        rt: Runtime,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        record: AccessRecord,
-        head: RequestHead,
-        match: RouteMatch,
-        identity: tuple[tuple[bytes, bytes], ...],
-        body_plan: BodyPlan,
-    ) -> None:
-        """The upstream's answer, relayed as it streams (``forward.deliver``)."""
-        route = match.route
-        policy = rt.policy
-        upstream_headers = policy.upstream_request(
-            head.headers,
-            route,
-            peer=peer_of(scope),
-            scheme=scope.get("scheme", "http"),
-            request_id=head.request_id,
-            identity=identity,
-        )
-        query: bytes = scope.get("query_string", b"")
-        target_path = match.upstream_path.encode("ascii")
-        if query:
-            target_path += b"?" + query
-        echo = (b"x-request-id", head.request_id)
-        strip_cors = head.origin is not None and rt.cors.allows(head.origin)
 
-        def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-            out = policy.downstream_response(raw)
-            if strip_cors:
-                out = without_cors(out)
-            out.append(echo)
-            return out
+def _answer_headers(rt: Runtime, head: RequestHead) -> ResponseHeaderFilter:
+    """The upstream answer's headers as the client gets them, with the request id echoed."""
+    policy = rt.policy
+    echo = (b"x-request-id", head.request_id)
+    strip_cors = head.origin is not None and rt.cors.allows(head.origin)
 
-        exchange = Exchange()
-        body = request_body(receive, route.max_body, exchange) if body_plan.present else None
-        try:
-            await deliver(
-                rt.pool,
-                self._balancer,
-                route,
-                rt.targets,
-                method=scope["method"],
-                path=target_path,
-                headers=upstream_headers,
-                body=body,
-                length=body_plan.length,
-                send=send,
-                response_headers=response_headers,
-                exchange=exchange,
-            )
-        except (UpstreamError, GatewayOverloaded) as exc:
-            if exchange.response_started:
-                # Headers are out: the only honest signal left is an aborted connection, which
-                # the server gives when the app returns without finishing the body.
-                record.status = exchange.upstream_status or 0
-            else:
-                refusal = Refusal(exc.status, str(exc).capitalize(), exc.code)
-                await self._answer(send, record, refusal)
-        except BodyTooLarge:
-            if not exchange.response_started:
-                await self._answer(send, record, _BODY_TOO_LARGE)
-        except ClientGone as exc:
-            record.status = exc.status
-        else:
-            record.status = exchange.upstream_status or 0
-        finally:
-            # Filled whatever ended the exchange: a client gone, a shutdown's cancellation.
-            record.upstream_status = exchange.upstream_status
-            record.upstream_ms = exchange.upstream_seconds * 1000 if exchange.attempted else None
-            record.bytes_in = exchange.bytes_in
-            record.bytes_out = exchange.bytes_out
+    def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        out = policy.downstream_response(raw)
+        if strip_cors:
+            out = without_cors(out)
+        out.append(echo)
+        return out
+
+    return response_headers
 
 
 def peer_of(scope: Scope) -> str:

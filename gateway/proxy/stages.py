@@ -10,7 +10,8 @@ The front door (``front_door.py``) runs them in this order, which is the securit
 4. (the gateway's own endpoints go to the token service here);
 5. ``choose_route``: 404, 405 with ``Allow``, or the route;
 6. ``authenticate``: the token against that route, or a browser navigation sent to sign in;
-7. ``check_limits``: the rate limit, then the declared body size against ``max_body``;
+7. ``check_rate_limit`` (routes that have one), then ``check_body``: the declared body size
+   against ``max_body``;
 8. (forwarding, ``forward.py``).
 
 Each stage returns an ``Answer`` (the request ends there) or what the next stage needs; none
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -44,8 +44,9 @@ __all__ = [
     "RequestHead",
     "answer_preflight",
     "authenticate",
+    "check_body",
     "check_framing",
-    "check_limits",
+    "check_rate_limit",
     "choose_route",
     "new_request_id",
     "scan_head",
@@ -246,30 +247,31 @@ def _sign_in(path: str, query: bytes, reason: str) -> SignInRedirect:
     return SignInRedirect(("/auth/login?next=" + quote(target, safe="")).encode(), reason)
 
 
-@dataclass(frozen=True, slots=True)
-class BodyPlan:
-    """What the request's framing says of its body."""
-
-    present: bool
-    length: int | None  # the declared Content-Length, when there is one
+# What the framing says of the body: whether there is one, and its declared length if any.
+BodyPlan = tuple[bool, int | None]
 
 
-async def check_limits(
-    route: Route, head: RequestHead, record: AccessRecord, limiter: Callable[[], RateLimiter]
-) -> Refusal | BodyPlan:
-    """The route's rate limit, then its ``max_body`` against the declared length."""
-    if route.rate_limit is not None:
-        key = f"{route.name}:{'sub:' + record.sub if record.sub else 'ip:' + record.client}"
-        retry_after = await limiter().hit(key, route.rate_limit)
-        if retry_after is not None:
-            headers = ((b"retry-after", str(retry_after).encode()),)
-            return Refusal(429, "Too many requests; retry later", headers=headers)
+async def check_rate_limit(
+    route: Route, record: AccessRecord, limiter: RateLimiter
+) -> Refusal | None:
+    """429 when the route's ``rate_limit`` is spent for this subject (or client address)."""
+    assert route.rate_limit is not None
+    key = f"{route.name}:{'sub:' + record.sub if record.sub else 'ip:' + record.client}"
+    retry_after = await limiter.hit(key, route.rate_limit)
+    if retry_after is None:
+        return None
+    headers = ((b"retry-after", str(retry_after).encode()),)
+    return Refusal(429, "Too many requests; retry later", headers=headers)
+
+
+def check_body(route: Route, head: RequestHead) -> Refusal | BodyPlan:
+    """The route's ``max_body`` against the declared length, before the upstream is contacted."""
     if head.content_length is None:
-        return BodyPlan(head.chunked, None)
+        return head.chunked, None
     try:
         declared = int(head.content_length)
     except ValueError:
         return Refusal(400, "Invalid Content-Length", close=True)
     if declared > route.max_body:
         return Refusal(413, "The request body is larger than this route allows")
-    return BodyPlan(declared > 0, declared)
+    return declared > 0, declared

@@ -135,6 +135,7 @@ class TokenEndpoints:
             Route("/auth/logout", Endpoint(self.logout)),
             Route("/auth", not_found),
             Route("/auth/{rest:path}", not_found),
+            Route("/.well-known", not_found),
             Route("/.well-known/{rest:path}", not_found),
         ]
 

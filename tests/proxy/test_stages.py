@@ -13,20 +13,20 @@ from gateway.http.pool import UpstreamPool
 from gateway.observability import AccessRecord
 from gateway.proxy.answers import PreflightAllowed, Refusal, SignInRedirect
 from gateway.proxy.cors import CorsPolicy
-from gateway.proxy.ratelimit import RateLimiter
+from gateway.proxy.ratelimit import MemoryRateLimiter
 from gateway.proxy.routing import RouteMatch, RouteTable
 from gateway.proxy.runtime import Runtime, build_runtime
 from gateway.proxy.stages import (
     MAX_HEADER_BYTES,
-    BodyPlan,
     answer_preflight,
     authenticate,
+    check_body,
     check_framing,
-    check_limits,
+    check_rate_limit,
     choose_route,
     scan_head,
 )
-from tests.configs import config_yaml, route
+from tests.configs import build_config, config_yaml, route
 from tests.tokens import ISSUER, SigningKey
 
 OWN = "http://gateway.test"
@@ -254,38 +254,43 @@ async def test_a_cross_site_post_riding_on_the_access_cookie_is_403(
     assert isinstance(answer, Refusal) and (answer.status, answer.reason) == (403, "cross_site")
 
 
-# -- check_limits -------------------------------------------------------------------------------
-
-
-def _no_limiter() -> RateLimiter:
-    raise AssertionError("no route here has a rate limit")
+# -- check_rate_limit and check_body ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
-        pytest.param(head(), BodyPlan(False, None), id="no body"),
-        pytest.param(head(("content-length", "0")), BodyPlan(False, 0), id="empty body"),
-        pytest.param(head(("content-length", "100")), BodyPlan(True, 100), id="exactly max_body"),
-        pytest.param(head(("transfer-encoding", "chunked")), BodyPlan(True, None), id="chunked"),
+        pytest.param(head(), (False, None), id="no body"),
+        pytest.param(head(("content-length", "0")), (False, 0), id="empty body"),
+        pytest.param(head(("content-length", "100")), (True, 100), id="exactly max_body"),
+        pytest.param(head(("transfer-encoding", "chunked")), (True, None), id="chunked"),
     ],
 )
-async def test_a_body_within_max_body_passes_on(
-    headers: list[tuple[bytes, bytes]], expected: BodyPlan
+def test_a_body_within_max_body_passes_on(
+    headers: list[tuple[bytes, bytes]], expected: tuple[bool, int | None]
 ) -> None:
     route = TABLE.match("POST", "/orders")
     assert isinstance(route, RouteMatch)
-    assert await check_limits(route.route, scan_head(headers), record(), _no_limiter) == expected
+    assert check_body(route.route, scan_head(headers)) == expected
 
 
 @pytest.mark.parametrize(
     ("length", "status"),
     [pytest.param("101", 413, id="over max_body"), pytest.param("ten", 400, id="not a number")],
 )
-async def test_a_declared_length_is_checked_before_the_upstream(length: str, status: int) -> None:
+def test_a_declared_length_is_checked_before_the_upstream(length: str, status: int) -> None:
     route = TABLE.match("POST", "/orders")
     assert isinstance(route, RouteMatch)
-    refusal = await check_limits(
-        route.route, scan_head(head(("content-length", length))), record(), _no_limiter
-    )
+    refusal = check_body(route.route, scan_head(head(("content-length", length))))
     assert isinstance(refusal, Refusal) and refusal.status == status
+
+
+async def test_a_spent_rate_limit_is_429_with_retry_after() -> None:
+    limited = build_config(
+        routes=[route("r", "/r", UPSTREAM, auth="public", rate_limit="1/min")]
+    ).routes[0]
+    limiter = MemoryRateLimiter()
+    assert await check_rate_limit(limited, record(), limiter) is None
+    refusal = await check_rate_limit(limited, record(), limiter)
+    assert isinstance(refusal, Refusal) and refusal.status == 429
+    assert dict(refusal.headers)[b"retry-after"].isdigit()

@@ -189,8 +189,17 @@ def test_the_token_endpoints_refuse_other_methods_with_allow(
     assert answer.json()["error"] == "method_not_allowed"
 
 
-def test_an_unknown_auth_path_is_a_json_404(service: Service) -> None:
-    answer = CLIENT.get(f"{service.url}/auth/nothing-here")
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/auth/nothing-here", id="under /auth"),
+        pytest.param("/auth", id="/auth itself"),
+        pytest.param("/.well-known", id="/.well-known itself"),
+        pytest.param("/.well-known/openid-configuration", id="under /.well-known"),
+    ],
+)
+def test_an_unknown_path_of_the_gateways_own_is_a_json_404(service: Service, path: str) -> None:
+    answer = CLIENT.get(f"{service.url}{path}")
     assert answer.status_code == 404
     assert answer.json()["error"] == "not_found"
 
