@@ -19,6 +19,7 @@ without restarting it. With one worker the supervisor is the worker itself.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import multiprocessing
@@ -108,6 +109,11 @@ def bind_public(host: str, port: int, workers: int) -> list[socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+# More worker exits than this per worker within the window stop the gateway (exit 3).
+CRASH_LIMIT = 5
+CRASH_WINDOW = 60.0
 
 
 def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
@@ -265,21 +271,23 @@ def _supervise(plan: WorkerPlan, publics: list[socket.socket], admin: socket.soc
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
-    failures = 0
+    crashes = CrashLoop(workers)
+    gave_up = False
     while not stopping:
         time.sleep(0.2)
         for index, process in enumerate(processes):
             if process.is_alive() or stopping:
                 continue
-            failures += 1
-            if process.exitcode == 3 or failures > 10 * workers:
-                print("gateway: workers cannot start; stopping", file=sys.stderr)
-                stopping = True
+            if process.exitcode == 3 or crashes.record(time.monotonic()):
+                reason = "cannot start" if process.exitcode == 3 else "keep crashing"
+                print(f"gateway: workers {reason}; stopping", file=sys.stderr, flush=True)
+                stopping = gave_up = True
                 forward(signal.SIGTERM, None)
                 break
             print(
                 f"gateway: worker {process.pid} exited ({process.exitcode}); starting another",
                 file=sys.stderr,
+                flush=True,
             )
             processes[index] = start(index)
     deadline = time.monotonic() + GRACEFUL_STOP_SECONDS + 5
@@ -288,4 +296,24 @@ def _supervise(plan: WorkerPlan, publics: list[socket.socket], admin: socket.soc
         if process.is_alive():
             process.kill()
             process.join()
-    return 3 if failures and all(p.exitcode == 3 for p in processes) else 0
+    # Giving up is a failure: a restart-on-failure supervisor (systemd, Kubernetes) must see it.
+    return 3 if gave_up else 0
+
+
+class CrashLoop:
+    """Whether worker exits come too fast to go on restarting them.
+
+    Only recent exits count: more than ``CRASH_LIMIT`` per worker within ``CRASH_WINDOW``
+    seconds is a loop (a broken install, a bug on every request), while a worker killed now and
+    then, for as long as the gateway runs, is always replaced."""
+
+    def __init__(self, workers: int) -> None:
+        self._limit = CRASH_LIMIT * workers
+        self._exits: collections.deque[float] = collections.deque()
+
+    def record(self, now: float) -> bool:
+        """Note an exit at ``now`` (monotonic seconds); True when that makes a loop."""
+        self._exits.append(now)
+        while self._exits and self._exits[0] <= now - CRASH_WINDOW:
+            self._exits.popleft()
+        return len(self._exits) > self._limit
