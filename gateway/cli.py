@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.config import Config, ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config, missing_inputs
 
 
 class UsageError(Exception):
@@ -28,6 +28,10 @@ def _load(args: argparse.Namespace) -> Config:
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args)
+    missing = missing_inputs(config)
+    if missing:
+        print("\n".join(missing), file=sys.stderr)
+        return 1
     print(
         f"{config.source}: OK, {len(config.routes)} routes, "
         f"{len(config.trusted_issuers)} trusted issuers, store {config.store.split('://')[0]}"

@@ -49,6 +49,11 @@ REUSE_DETECTIONS = Counter(
 )
 STORE_ERRORS = Counter("gateway_store_errors_total", "Failed store operations", ["operation"])
 RELOADS = Counter("gateway_config_reloads_total", "Configuration reloads", ["result"])
+INPUT_FAILURES = Counter(
+    "gateway_input_load_failures_total",
+    "Reloadable inputs that failed to load (the last good state kept serving)",
+    ["input"],
+)
 ACCESS_LOG_DROPPED = Counter(
     "gateway_access_log_dropped_lines_total",
     "Access-log lines dropped because stdout stopped taking them",

@@ -32,6 +32,7 @@ from gateway.config.model import (
     TrustedIssuer,
     UsersConfig,
     is_reserved,
+    missing_inputs,
     origin_of,
 )
 from gateway.config.yaml_source import parse_yaml
@@ -56,6 +57,7 @@ __all__ = [
     "UsersConfig",
     "is_reserved",
     "load_config",
+    "missing_inputs",
     "origin_of",
     "parse_config",
 ]

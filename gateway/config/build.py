@@ -283,6 +283,7 @@ class Builder(RouteChecks):
             max_failures=max_failures,
             lockout=self.get(m, p, "lockout", parse_duration, d.lockout),
             verify_url=verify_url,
+            file_named="file" in m,
         )
 
     def identity_headers(self, top: dict[str, Any]) -> tuple[tuple[str, str], ...]:

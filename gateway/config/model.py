@@ -111,6 +111,18 @@ class UsersConfig:
     max_failures: int = 5
     lockout: float = 900.0
     verify_url: str | None = None
+    file_named: bool = False  # ``file`` was given: it must exist (see ``missing_inputs``)
+
+
+def missing_inputs(config: Config) -> list[str]:
+    """Files the configuration names that are not there, as ``gateway check`` reports them.
+
+    Checked by ``check`` and by a reload, not by the parser: ``gateway users add`` must be able
+    to create the users file the configuration names."""
+    users = config.users
+    if users.file_named and users.file is not None and not users.file.exists():
+        return [f"{config.source}: users.file: {users.file} does not exist"]
+    return []
 
 
 @dataclass(frozen=True)

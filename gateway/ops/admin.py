@@ -30,9 +30,15 @@ class AdminApp:
             await _reply(send, 200, b"application/json", b'{"status":"ok"}')
         elif path == "/readyz":
             problems = await self.gateway.readiness()
-            body = json.dumps(
-                {"status": "not ready", "reasons": problems} if problems else {"status": "ready"}
-            ).encode()
+            degraded = self.gateway.degraded()
+            # Degraded still serves (the last good state of a broken input): ready, with reasons.
+            if problems:
+                answer: dict[str, object] = {"status": "not ready", "reasons": problems + degraded}
+            elif degraded:
+                answer = {"status": "degraded", "reasons": degraded}
+            else:
+                answer = {"status": "ready"}
+            body = json.dumps(answer).encode()
             await _reply(send, 503 if problems else 200, b"application/json", body)
         elif path == "/metrics":
             await _reply(send, 200, _PROMETHEUS, render_metrics())

@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.auth.jwks import JwksError, JwksSource
 from gateway.auth.keys import KeyFileError, KeyRing, ensure_key
 from gateway.auth.revocation import RevocationFeed, RevocationSet, keep_for
-from gateway.config import Config, ConfigError, TrustedIssuer, load_config
+from gateway.config import Config, ConfigError, TrustedIssuer, load_config, missing_inputs
 from gateway.http.pool import UpstreamPool
 from gateway.observability import RELOADS, AccessLog, AccessRecord, publish_snapshot
 from gateway.ops.watch import Fingerprint, fingerprint
@@ -251,6 +251,9 @@ class GatewayApp:
         path = self.config.source
         try:
             config = await asyncio.to_thread(load_config, path)
+            missing = missing_inputs(config)
+            if missing:
+                raise ConfigError(missing)
             keyring = await asyncio.to_thread(
                 KeyRing.load, config.tokens.keys, config.tokens.algorithm
             )
@@ -280,6 +283,10 @@ class GatewayApp:
             log.error("reload refused: %s", problem)
         RELOADS.labels("error").inc()
         return False
+
+    def degraded(self) -> list[str]:
+        """Inputs that failed to load while the last good state keeps serving."""
+        return self.tokens.degraded()
 
     async def readiness(self) -> list[str]:
         """Why this worker is not ready; empty when it is."""

@@ -24,6 +24,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from starlette.datastructures import MutableHeaders
@@ -47,7 +48,12 @@ from gateway.tokenservice.pages import PAGE_HEADERS, render_page, render_signed_
 from gateway.tokenservice.passwords import PasswordCheck
 from gateway.tokenservice.sessions import Grant, InvalidGrant, Refused, SessionService
 from gateway.tokenservice.throttle import LoginThrottle
-from gateway.tokenservice.users import Credentials, CredentialsUnavailable, credentials_for
+from gateway.tokenservice.users import (
+    Credentials,
+    CredentialsUnavailable,
+    UserDirectory,
+    credentials_for,
+)
 
 __all__ = ["TokenEndpoints", "error"]
 
@@ -128,6 +134,7 @@ class TokenEndpoints:
         self._service: _Service | None = None
         self._deps: tuple[RefreshStore, httpx.AsyncClient, RevocationSet, PasswordCheck] | None
         self._deps = None
+        self._directories: dict[Path, UserDirectory] = {}
         not_found = Endpoint(self.not_found)
         self.routes = [
             Route("/auth/login", Endpoint(self.login)),
@@ -160,6 +167,11 @@ class TokenEndpoints:
         assert self._service is not None
         await self._service.credentials.warm()
 
+    def degraded(self) -> list[str]:
+        """The inputs that failed to load while their last good state serves."""
+        problem = self._service.credentials.problem() if self._service else None
+        return [problem] if problem else []
+
     def reconfigure(self, config: Config, keyring: KeyRing) -> None:
         """Swap in a service built from ``config`` and ``keyring`` (a ``reload`` hook)."""
         if self._deps is None:
@@ -175,7 +187,7 @@ class TokenEndpoints:
             origins=OriginCheck(config.server.public_origin, cors_origins),
             headers=HeaderPolicy(config),
             sessions=SessionService(store, issuer, tokens),
-            credentials=credentials_for(users, http, passwords),
+            credentials=credentials_for(users, http, passwords, self._directories),
             throttle=LoginThrottle(store, max_failures=users.max_failures, lockout=users.lockout),
             revoked=revoked,
             sign_in_url=config.server.public_url + "/auth/login",

@@ -36,6 +36,7 @@ import yaml
 
 from gateway.auth.issuer import REGISTERED_CLAIMS
 from gateway.config import UsersConfig
+from gateway.observability import INPUT_FAILURES
 from gateway.tokenservice.passwords import PasswordCheck, hash_password, is_argon2_hash
 
 __all__ = [
@@ -101,6 +102,10 @@ class Credentials(Protocol):
 
     async def warm(self) -> None:
         """Load what the first login would otherwise wait for."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why the last load failed while the last good state serves; None when it did not."""
         ...
 
 
@@ -178,15 +183,26 @@ def _is_json(value: dict[Any, Any]) -> bool:
     return all(isinstance(key, str) for key in value)
 
 
+_NEVER_READ = (-1, -1, -1)
+
+
 class UserDirectory:
-    """The users file, re-read when it changes; the previous users stay on a broken file."""
+    """The users file, re-read when it changes; its last good state stays on a broken file.
+
+    A file that became invalid, unreadable or went missing leaves the users last loaded in
+    place (an operator's typo must not lock everyone out), logs one line naming the file and
+    the problem, and shows in ``problem`` until a good file is read. Write ``users: {}`` to
+    remove every user. One directory serves a worker for as long as ``users.file`` names the
+    same path, across reloads (``TokenEndpoints``), so a rebuild never starts from nothing.
+    """
 
     def __init__(self, path: Path, passwords: PasswordCheck) -> None:
         self.path = path
         self._passwords = passwords
         self._users: dict[str, User] = {}
-        self._signature: tuple[int, int, int] | None = None
-        self._missing_logged = False
+        self._signature: tuple[int, int, int] | None = _NEVER_READ
+        self._loaded = False
+        self.problem: str | None = None
         self._lock = asyncio.Lock()
 
     async def get(self, name: str) -> User | None:
@@ -206,31 +222,36 @@ class UserDirectory:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _reload(self, signature: tuple[int, int, int] | None) -> None:
+        self._signature = signature
         if signature is None:
-            if not self._missing_logged:
-                log.warning("users file %s not found: nobody can log in until it exists", self.path)
-                self._missing_logged = True
-            self._users = {}
-            self._signature = None
+            if self._loaded:
+                self._failed(f"users file {self.path} is missing")
+            elif self.problem is None:
+                self.problem = f"users file {self.path} not found"
+                log.warning("%s: nobody can log in until it exists", self.problem)
             return
-        self._missing_logged = False
         try:
             data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
             users, problems = parse_users(data)
         except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
-            # The YAML error may quote the file; only its kind is logged.
-            log.warning(
-                "users file %s not loaded (%s); keeping the previous users",
-                self.path,
-                type(exc).__name__,
-            )
-            self._signature = signature
+            # The YAML error may quote the file; only its kind is named.
+            self._failed(f"users file {self.path} not loaded ({type(exc).__name__})")
             return
         for problem in problems:
             log.warning("users file %s: %s; skipped", self.path, problem)
         self._passwords.calibrate(user.password_hash for user in users.values())
+        if self.problem is not None and self._loaded:
+            log.warning("users file %s loaded again (%d users)", self.path, len(users))
         self._users = users
-        self._signature = signature
+        self._loaded = True
+        self.problem = None
+
+    def _failed(self, problem: str) -> None:
+        """Keep the last good users; say so once per problem."""
+        if problem != self.problem:
+            INPUT_FAILURES.labels("users_file").inc()
+            log.warning("%s; keeping the %d users last loaded", problem, len(self._users))
+        self.problem = problem
 
 
 class FileCredentials:
@@ -250,6 +271,9 @@ class FileCredentials:
     async def warm(self) -> None:
         await self._directory.get("")
 
+    def problem(self) -> str | None:
+        return self._directory.problem
+
 
 class RemoteCredentials:
     """Credentials checked by an existing accounts service (``users.verify_url``)."""
@@ -260,6 +284,9 @@ class RemoteCredentials:
 
     async def warm(self) -> None:
         return None
+
+    def problem(self) -> str | None:
+        return None  # an outage of the service is answered per login (503), not a state
 
     async def authenticate(self, username: str, password: str) -> Identity | None:
         try:
@@ -291,12 +318,23 @@ class RemoteCredentials:
 
 
 def credentials_for(
-    users: UsersConfig, http: httpx.AsyncClient, passwords: PasswordCheck
+    users: UsersConfig,
+    http: httpx.AsyncClient,
+    passwords: PasswordCheck,
+    directories: dict[Path, UserDirectory],
 ) -> Credentials:
-    """The credential check ``users`` configures (the users file is read on first use)."""
+    """The credential check ``users`` configures (the users file is read on first use).
+
+    ``directories`` outlives reloads: a users file keeps its directory, and so its last good
+    state, whatever else is rebuilt."""
     if users.verify_url is not None:
         return RemoteCredentials(users.verify_url, http)
-    return FileCredentials(UserDirectory(users.file or Path("users.yaml"), passwords), passwords)
+    path = users.file or Path("users.yaml")
+    directory = directories.get(path)
+    if directory is None:
+        directories.clear()  # another file now: the old one's users no longer apply
+        directory = directories[path] = UserDirectory(path, passwords)
+    return FileCredentials(directory, passwords)
 
 
 def add_user(path: Path, name: str, password: str, scopes: tuple[str, ...] | None) -> bool:
