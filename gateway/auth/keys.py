@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from gateway.config import SIGNING_ALGORITHMS, VERIFY_ALGORITHMS
@@ -138,6 +139,7 @@ class KeyRing:
         self._by_kid = by_kid
         self._only = next(iter(by_kid.values())) if len(by_kid) == 1 else None
         self._jwks = tuple(jwks)
+        self._oldest = keys[min(keys)]
 
     @classmethod
     def load(cls, directory: Path, algorithm: str | None = None) -> KeyRing:
@@ -171,6 +173,18 @@ class KeyRing:
     async def get(self, kid: str | None) -> VerificationKey | None:
         """``KeySource`` for the verifier: the same lookup as ``public_key``."""
         return self.public_key(kid)
+
+    def derive_secret(self, purpose: bytes) -> bytes:
+        """A 32-byte secret for ``purpose``, the same on every replica sharing these keys.
+
+        HKDF-SHA256 over the oldest key, which a rotation (a newer key) leaves alone: only
+        deleting that key changes the secret. ``purpose`` keeps each use's secret apart."""
+        material = self._oldest.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(material)
 
     def jwks(self) -> dict[str, Any]:
         """The public keys as an RFC 7517 JWK Set (a fresh dict on each call)."""

@@ -281,11 +281,11 @@ class TokenEndpoints:
             REFRESHES.labels("unavailable").inc()
             STORE_ERRORS.labels("refresh").inc()
             return error(503, "store_unavailable", STORE_DOWN)
-        REFRESHES.labels("rotated" if grant.refresh_token else "grace").inc()
+        REFRESHES.labels("grace" if grant.grace else "rotated").inc()
         request.state.sub = grant.sub  # for the access log
         response = self._grant(grant)
-        if grant.refresh_token is not None:  # in the grace window the cookie stays as it is
-            _set_cookies(service.cookies, response.headers, grant)
+        # In the grace window too: the cookie is the rotation's token (sessions.py).
+        _set_cookies(service.cookies, response.headers, grant)
         return response
 
     async def logout(self, request: Request) -> Response:

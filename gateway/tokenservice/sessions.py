@@ -16,13 +16,24 @@ Security reasoning:
   revoked the whole family. The caller adds the ``sid`` to the local revocation set at once, so
   the family's access tokens stop here without waiting for the next poll.
 - The access token's ``sid`` is the family id, which is what logout revokes everywhere.
+- A rotation's new token is derived from the one presented (HMAC-SHA256 with a secret derived
+  from the signing keys, ``KeyRing.derive_secret``), not drawn at random. So when the same
+  token comes back within ``refresh_reuse_grace`` (a second tab, or a client whose answer was
+  lost on its way), the answer can carry the very token that rotation issued: every tab ends
+  up holding one token, and a lost answer costs no session. Nothing is stored in the clear,
+  and without the secret a successor cannot be told from random. The cost: a thief presenting
+  a just-rotated token inside the grace window gets the live token too, as the victim's own
+  retry would; the next rotation by either side then exposes the other (reuse).
 
 Time is a parameter (``clock``), so tests of idle and absolute lifetimes need no sleep.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -62,7 +73,7 @@ class InvalidGrant(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What a login or refresh gives: an access token, and a refresh token unless in grace."""
+    """What a login or refresh gives: an access token and the refresh token to set."""
 
     access_token: str
     expires_in: int
@@ -70,6 +81,7 @@ class Grant:
     sub: str
     refresh_token: str | None = None
     refresh_max_age: int = 0  # seconds the family has left: the cookie's Max-Age
+    grace: bool = False  # the answer to a retry within the grace window (same refresh token)
 
 
 class SessionService:
@@ -89,6 +101,7 @@ class SessionService:
         self._idle_ttl = min(tokens.refresh_idle_ttl, tokens.refresh_ttl)
         self._grace = tokens.refresh_reuse_grace
         self._clock = clock
+        self._rotation_secret = issuer.keyring.derive_secret(b"gateway refresh-token rotation")
 
     async def login(self, identity: Identity) -> Grant:
         """Start a family for ``identity``; raises ``StoreError`` when the store fails."""
@@ -121,7 +134,7 @@ class SessionService:
         if not _REFRESH_TOKEN.match(refresh_token):
             raise InvalidGrant(Refused.INVALID)
         now = self._clock()
-        new_token = new_refresh_token()
+        new_token = self.successor(refresh_token)
         rotation = await self.store.rotate(
             token_hash=hash_token(refresh_token),
             new_token_hash=hash_token(new_token),
@@ -136,9 +149,9 @@ class SessionService:
             raise InvalidGrant(Refused.REUSED, rotation.sid, rotation.sub)
         identity = _identity(rotation.sub, rotation.data)
         access_token, expires_in = self._mint(identity, rotation.sid)
-        if outcome is RotationOutcome.GRACE:
-            return Grant(access_token, expires_in, rotation.sid, rotation.sub)
         remaining = (rotation.expires_at or now) - now
+        # In grace the presented token is the family's previous one, so its successor is the
+        # family's current token: the one the rotation that just happened issued.
         return Grant(
             access_token,
             expires_in,
@@ -146,7 +159,13 @@ class SessionService:
             rotation.sub,
             new_token,
             max(1, int(remaining)),
+            grace=outcome is RotationOutcome.GRACE,
         )
+
+    def successor(self, refresh_token: str) -> str:
+        """The token a rotation of ``refresh_token`` issues: the same on every replica."""
+        mac = hmac.new(self._rotation_secret, refresh_token.encode("ascii"), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
 
     async def logout(self, refresh_token: str | None) -> str | None:
         """Revoke the family of ``refresh_token``; its sid, or None when there was none."""

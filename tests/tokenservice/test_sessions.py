@@ -105,15 +105,24 @@ async def test_a_session_dies_at_its_absolute_lifetime_however_often_it_is_refre
         await sessions.refresh(token)
 
 
-async def test_the_previous_token_within_the_grace_window_gets_no_new_refresh_token(
+async def test_the_previous_token_within_the_grace_window_gets_the_rotations_own_token(
     sessions: SessionService, clock: Clock
 ) -> None:
     first = await sessions.login(ALICE)
     second = await sessions.refresh(first.refresh_token)
     clock.now += 10
     grace = await sessions.refresh(first.refresh_token)
-    assert grace.refresh_token is None and grace.sid == first.sid
+    assert grace.grace and grace.sid == first.sid
+    assert grace.refresh_token == second.refresh_token
     assert (await sessions.refresh(second.refresh_token)).refresh_token is not None
+
+
+async def test_a_successor_cannot_be_told_without_the_keys(sessions: SessionService) -> None:
+    first = await sessions.login(ALICE)
+    second = await sessions.refresh(first.refresh_token)
+    assert second.refresh_token is not None and len(second.refresh_token) == 43
+    assert second.refresh_token != first.refresh_token
+    assert sessions.successor(first.refresh_token) == second.refresh_token
 
 
 async def test_the_previous_token_after_the_grace_window_revokes_the_family(
