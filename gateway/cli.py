@@ -41,22 +41,22 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.ops.supervisor import serve
-    from gateway.ops.watch import fingerprint, fingerprint_of_file
 
     path = _config_path(args)
-    before = fingerprint_of_file(path)
     config = load_config(path)  # refuse a broken file before any worker starts
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    from gateway.auth.jwks import JwksError
     from gateway.auth.keys import KeyFileError, ensure_key
+    from gateway.ops.inputs import read_inputs
 
-    try:  # once, before workers exist, so that two workers never both create the first key
+    try:  # the only place a key is ever created: before workers exist, on an empty folder
         ensure_key(config.tokens.keys, config.tokens.algorithm)
-    except (KeyFileError, OSError) as exc:
+        inputs = read_inputs(path)
+    except (KeyFileError, JwksError, OSError) as exc:
         raise UsageError(str(exc)) from None
     return serve(
-        config,
-        (before, *fingerprint(config)[1:]),
+        inputs,
         host=args.host,
         port=args.port,
         workers=args.workers,

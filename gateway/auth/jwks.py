@@ -132,6 +132,11 @@ class JwksSource:
             data = path.read_bytes()
         except OSError as error:
             raise JwksError(f"{path}: cannot read JWK Set ({error.strerror})") from None
+        return cls.from_bytes(issuer, data, path)
+
+    @classmethod
+    def from_bytes(cls, issuer: str, data: bytes, path: Path) -> JwksSource:
+        """A JWK Set file's content, read before; errors name ``path``."""
         try:
             keys = parse_jwks(json.loads(data))
         except (ValueError, RecursionError):

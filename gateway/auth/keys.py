@@ -45,6 +45,7 @@ __all__ = [
     "compatible_algorithms",
     "ensure_key",
     "generate_key",
+    "read_key_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -150,14 +151,17 @@ class KeyRing:
         """
         if algorithm is not None and algorithm not in SIGNING_ALGORITHMS:
             raise KeyFileError(f"unsupported signing algorithm {algorithm!r}")
-        try:
-            paths = sorted(directory.glob("*.pem"))
-        except OSError as error:
-            raise KeyFileError(f"{directory}: cannot list keys ({error.strerror})") from None
-        keys = {path.stem: _load_private_key(path) for path in paths if _is_key_file(path)}
-        if not keys:
+        return cls.from_pems(read_key_files(directory), directory)
+
+    @classmethod
+    def from_pems(cls, pems: Mapping[str, bytes], directory: Path) -> KeyRing:
+        """The ring of PEM texts by kid (as ``read_key_files`` returns them); errors name
+        ``directory/<kid>.pem``."""
+        if not pems:
             raise KeyFileError(f"{directory}: no signing keys (run `gateway keys generate`)")
-        return cls(keys)
+        return cls(
+            {kid: _parse_private_key(pem, directory / f"{kid}.pem") for kid, pem in pems.items()}
+        )
 
     @property
     def kids(self) -> tuple[str, ...]:
@@ -199,11 +203,24 @@ def _is_key_file(path: Path) -> bool:
     return True
 
 
-def _load_private_key(path: Path) -> PrivateKey:
+def read_key_files(directory: Path) -> dict[str, bytes]:
+    """The PEM text of every key file in ``directory``, by kid; ``KeyFileError`` naming a file
+    that cannot be read. Nothing is parsed here."""
     try:
-        data = path.read_bytes()
+        paths = sorted(directory.glob("*.pem"))
     except OSError as error:
-        raise KeyFileError(f"{path}: cannot read key file ({error.strerror})") from None
+        raise KeyFileError(f"{directory}: cannot list keys ({error.strerror})") from None
+    pems: dict[str, bytes] = {}
+    for path in paths:
+        if _is_key_file(path):
+            try:
+                pems[path.stem] = path.read_bytes()
+            except OSError as error:
+                raise KeyFileError(f"{path}: cannot read key file ({error.strerror})") from None
+    return pems
+
+
+def _parse_private_key(data: bytes, path: Path) -> PrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, NotImplementedError):

@@ -17,7 +17,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -28,11 +28,12 @@ from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth.jwks import JwksError, JwksSource
-from gateway.auth.keys import KeyFileError, KeyRing, ensure_key
+from gateway.auth.keys import KeyFileError, KeyRing
 from gateway.auth.revocation import RevocationFeed, RevocationSet, keep_for
 from gateway.config import Config, ConfigError, TrustedIssuer, load_config, missing_inputs
 from gateway.http.pool import UpstreamPool
 from gateway.observability import RELOADS, AccessLog, AccessRecord, publish_snapshot
+from gateway.ops.inputs import Inputs
 from gateway.ops.watch import Fingerprint, fingerprint
 from gateway.proxy.balancer import Balancer
 from gateway.proxy.front_door import FrontDoor, new_request_id
@@ -50,21 +51,16 @@ ReloadHook = Callable[[Config, KeyRing], None]
 class GatewayApp:
     """The ASGI application of one worker process."""
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        log_format: str = "json",
-        workers: int = 1,
-        loaded_from: Fingerprint | None = None,
-    ) -> None:
+    def __init__(self, inputs: Inputs, *, log_format: str = "json", workers: int = 1) -> None:
+        config = inputs.config
         self.config = config
+        self._inputs = inputs
         self.workers = workers
         self._runtime: Runtime | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._reload_now = asyncio.Event()
-        # Taken before the file was read, so an edit made while starting is not missed.
-        self._fingerprint = loaded_from
+        # Taken before the files were read, so an edit made while starting is not missed.
+        self._fingerprint: Fingerprint | None = inputs.loaded_from
         self.keyring: KeyRing | None = None
         self.jwks: dict[str, JwksSource] = {}
         self._jwks_loops: dict[str, asyncio.Task[Any]] = {}
@@ -152,10 +148,11 @@ class GatewayApp:
     async def startup(self) -> None:
         config = self.config
         tokens = config.tokens
-        ensure_key(tokens.keys, tokens.algorithm)
-        self.keyring = KeyRing.load(tokens.keys, tokens.algorithm)
+        # The supervisor's last good snapshot, not the disk: a worker started while a file is
+        # broken serves what the others serve, and never creates a key (ops/inputs.py).
+        self.keyring = self._inputs.keyring()
         self.http = httpx.AsyncClient(timeout=5.0)
-        self._commit_jwks(config, self._prepare_jwks(config))
+        self._commit_jwks(config, self._prepare_jwks(config, dict(self._inputs.jwks_files)))
         self.store = open_store(
             config.store,
             base_dir=config.base_dir,
@@ -189,14 +186,22 @@ class GatewayApp:
         # generation every 700 allocations (the default) costs ~6% of a worker's CPU.
         gc.set_threshold(20_000, 20, 20)
 
-    def _prepare_jwks(self, config: Config) -> dict[str, JwksSource]:
+    def _prepare_jwks(
+        self, config: Config, files: Mapping[str, bytes] | None = None
+    ) -> dict[str, JwksSource]:
         """One key source per trusted issuer. A ``jwks_uri`` source whose settings did not
-        change is kept (with its cache and refresh loop); ``jwks_file`` sources are re-read.
+        change is kept (with its cache and refresh loop); ``jwks_file`` sources are re-read,
+        or taken from ``files`` (issuer -> content) when given.
         Nothing is started or stopped here: ``_commit_jwks`` does that once all is well."""
         assert self.http is not None
         sources: dict[str, JwksSource] = {}
         for trusted in config.trusted_issuers:
-            if trusted.jwks_file is not None:
+            if trusted.jwks_file is not None and files and trusted.issuer in files:
+                content = files[trusted.issuer]
+                sources[trusted.issuer] = JwksSource.from_bytes(
+                    trusted.issuer, content, trusted.jwks_file
+                )
+            elif trusted.jwks_file is not None:
                 sources[trusted.issuer] = JwksSource.from_file(trusted.issuer, trusted.jwks_file)
             elif self._jwks_settings.get(trusted.issuer) == trusted:
                 sources[trusted.issuer] = self.jwks[trusted.issuer]

@@ -31,14 +31,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.context import SpawnProcess
 
 import uvicorn
 
-from gateway.config import Config
 from gateway.http.server import GatewayHttpProtocol
-from gateway.ops.watch import Fingerprint
+from gateway.ops.inputs import Inputs, LastGood
 
 GRACEFUL_STOP_SECONDS = 30
 # Longer than the usual load-balancer idle timeout (60 s), so the balancer, not the gateway,
@@ -137,11 +136,9 @@ def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """What every worker starts from: the configuration the supervisor validated, and the
-    state of its files before they were read (so an edit made meanwhile is reloaded)."""
+    """What a worker starts from: the last good inputs the supervisor holds (``inputs.py``)."""
 
-    config: Config
-    loaded_from: Fingerprint
+    inputs: Inputs
     log_format: str
     workers: int
 
@@ -150,12 +147,7 @@ async def _serve_worker(plan: WorkerPlan, public: socket.socket, admin: socket.s
     from gateway.ops.admin import AdminApp
     from gateway.ops.app import GatewayApp
 
-    app = GatewayApp(
-        plan.config,
-        log_format=plan.log_format,
-        workers=plan.workers,
-        loaded_from=plan.loaded_from,
-    )
+    app = GatewayApp(plan.inputs, log_format=plan.log_format, workers=plan.workers)
     public_server = _Server(_uvicorn_config(app, lifespan="on"))
     admin_server = _Server(_uvicorn_config(AdminApp(app), lifespan="off"))
     loop = asyncio.get_running_loop()
@@ -193,8 +185,7 @@ def run_worker(plan: WorkerPlan, public: socket.socket, admin: socket.socket) ->
 
 
 def serve(
-    config: Config,
-    loaded_from: Fingerprint,
+    inputs: Inputs,
     *,
     host: str,
     port: int,
@@ -203,7 +194,8 @@ def serve(
 ) -> int:
     """Run the gateway in the foreground until it is stopped; the exit status."""
     raise_descriptor_limit()
-    plan = WorkerPlan(config, loaded_from, log_format, workers)
+    config = inputs.config
+    plan = WorkerPlan(inputs, log_format, workers)
     admin_host, admin_port = config.server.admin.host, config.server.admin.port
     metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
@@ -248,10 +240,14 @@ def _supervise(plan: WorkerPlan, publics: list[socket.socket], admin: socket.soc
     context = multiprocessing.get_context("spawn")
     stopping = False
 
+    last_good = LastGood(plan.inputs)
+
     def start(index: int) -> SpawnProcess:
+        # A new worker starts from what the others serve now, never from the disk as it is.
+        now = replace(plan, inputs=last_good.inputs)
         process = context.Process(
             target=run_worker,
-            args=(plan, publics[index % len(publics)], admin),
+            args=(now, publics[index % len(publics)], admin),
             daemon=False,
         )
         process.start()
@@ -273,8 +269,12 @@ def _supervise(plan: WorkerPlan, publics: list[socket.socket], admin: socket.soc
         signal.signal(sig, forward)
     crashes = CrashLoop(workers)
     gave_up = False
+    ticks = 0
     while not stopping:
         time.sleep(0.2)
+        ticks += 1
+        if ticks % 5 == 0:  # every second, as the workers' watchers do
+            last_good.refresh()
         for index, process in enumerate(processes):
             if process.is_alive() or stopping:
                 continue

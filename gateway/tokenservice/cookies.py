@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from gateway.config import TokensConfig
+from gateway.tokenservice.sessions import Grant
 
 __all__ = ["SessionCookies", "read_cookies"]
 
@@ -67,6 +68,16 @@ class SessionCookies:
         if self.access_name is None:
             return None
         return f"{self.access_name}={token}; Max-Age={max_age}; {self._access_attributes}"
+
+    def granted(self, grant: Grant) -> list[str]:
+        """The cookies a login or refresh sets: the refresh token, and the access token."""
+        values = []
+        if grant.refresh_token is not None:
+            values.append(self.refresh(grant.refresh_token, grant.refresh_max_age))
+        access = self.access(grant.access_token, grant.expires_in)
+        if access is not None:
+            values.append(access)
+        return values
 
     def cleared(self) -> list[str]:
         """Expire the refresh cookie, and the access cookie when configured.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,7 +243,7 @@ class TokenEndpoints:
                 response = _page(render_signed_in(grant.sub))
         else:
             response = self._grant(grant)
-        _set_cookies(service.cookies, response.headers, grant)
+        _set_cookies(response.headers, service.cookies.granted(grant))
         return response
 
     async def refresh(self, request: Request) -> Response:
@@ -259,7 +259,7 @@ class TokenEndpoints:
             )
             if not await self._end_sessions(service, tokens):
                 refused = error(503, "store_unavailable", STORE_DOWN)
-            _clear_cookies(service.cookies, refused.headers)
+            _set_cookies(refused.headers, service.cookies.cleared())
             return refused
         token = tokens[0] if tokens else None
         try:
@@ -275,7 +275,7 @@ class TokenEndpoints:
             refused = error(
                 401, "invalid_grant", "The refresh token is missing, expired or revoked"
             )
-            _clear_cookies(service.cookies, refused.headers)
+            _set_cookies(refused.headers, service.cookies.cleared())
             return refused
         except StoreError:
             REFRESHES.labels("unavailable").inc()
@@ -285,7 +285,7 @@ class TokenEndpoints:
         request.state.sub = grant.sub  # for the access log
         response = self._grant(grant)
         # In the grace window too: the cookie is the rotation's token (sessions.py).
-        _set_cookies(service.cookies, response.headers, grant)
+        _set_cookies(response.headers, service.cookies.granted(grant))
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -301,7 +301,7 @@ class TokenEndpoints:
             response = error(503, "store_unavailable", STORE_DOWN)
             if wants_page(request):
                 response = _page(render_page(message=STORE_DOWN), 503)
-        _clear_cookies(service.cookies, response.headers)
+        _set_cookies(response.headers, service.cookies.cleared())
         return response
 
     async def _end_sessions(self, service: _Service, tokens: list[str]) -> bool:
@@ -387,14 +387,6 @@ def _page(page: str, status: int = 200, headers: Mapping[str, str] | None = None
     return HTMLResponse(page, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})
 
 
-def _set_cookies(cookies: SessionCookies, headers: MutableHeaders, grant: Grant) -> None:
-    if grant.refresh_token is not None:
-        headers.append("set-cookie", cookies.refresh(grant.refresh_token, grant.refresh_max_age))
-    access = cookies.access(grant.access_token, grant.expires_in)
-    if access is not None:
-        headers.append("set-cookie", access)
-
-
 def _refresh_cookies(service: _Service, request: Request) -> list[str]:
     """Every distinct refresh cookie the request carries (a planted one comes first)."""
     return read_cookies(
@@ -402,6 +394,6 @@ def _refresh_cookies(service: _Service, request: Request) -> list[str]:
     )
 
 
-def _clear_cookies(cookies: SessionCookies, headers: MutableHeaders) -> None:
-    for value in cookies.cleared():
+def _set_cookies(headers: MutableHeaders, values: Iterable[str]) -> None:
+    for value in values:
         headers.append("set-cookie", value)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from gateway.ops.supervisor import CRASH_LIMIT, CRASH_WINDOW, CrashLoop
 from tests.configs import route
 from tests.conftest import GatewayProcess
+from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
 from tests.waiting import eventually
 
@@ -90,3 +93,75 @@ def test_a_killed_worker_is_replaced_and_the_gateway_goes_on_serving(
     assert gateway.proc.poll() is None
     gateway.proc.send_signal(signal.SIGTERM)
     assert gateway.proc.wait(60) == 0
+
+
+def _replace_a_worker(gateway: GatewayProcess) -> None:
+    """Kill one worker and return once the supervisor has started its replacement."""
+    before = eventually(lambda: len(workers := _workers_of(gateway.proc.pid)) == 2 and workers)
+    os.kill(before[0], signal.SIGKILL)
+    eventually(lambda: len(set(_workers_of(gateway.proc.pid)) - set(before)) == 1, timeout=30)
+
+
+def _statuses(url: str, headers: dict[str, str] | None = None, count: int = 40) -> set[int]:
+    """Statuses of ``count`` requests, each on a new connection (so both workers answer)."""
+    return {httpx.get(url, headers=headers).status_code for _ in range(count)}
+
+
+@pytest.fixture
+def keyed(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> tuple[GatewayProcess, dict[str, str], Path]:
+    _, port = upstream
+    key = SigningKey(tmp_path / "keys")
+    gateway = start_gateway(
+        {
+            "tokens": {"issuer": ISSUER, "keys": "./keys"},
+            "routes": [route("api", "/api", f"http://127.0.0.1:{port}")],
+        },
+        workers=2,
+    )
+    bearer = {"Authorization": f"Bearer {key.token()}"}
+    assert _statuses(f"{gateway.url}/api/x", bearer) == {200}
+    return gateway, bearer, tmp_path / "keys"
+
+
+@pytest.mark.slow
+def test_a_restarted_worker_serves_the_routes_the_others_serve(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    target = f"http://127.0.0.1:{port}"
+    gateway = start_gateway({"routes": [route("a", "/a", target, auth="public")]}, workers=2)
+    config = yaml.safe_load(gateway.config_path.read_text())
+    config["routes"].append(route("b", "/b", target, auth="public"))
+    gateway.config_path.write_text(yaml.safe_dump(config))
+    eventually(lambda: _statuses(f"{gateway.url}/b/x", count=10) == {200}, timeout=10)
+    time.sleep(1.5)  # the supervisor's copy follows the files every second
+    _replace_a_worker(gateway)
+    # The new worker answers from its first request: no 404 while its watcher catches up.
+    assert _statuses(f"{gateway.url}/b/x", count=60) == {200}
+
+
+@pytest.mark.slow
+def test_a_worker_restarted_while_a_key_file_is_broken_keeps_the_last_good_keys(
+    keyed: tuple[GatewayProcess, dict[str, str], Path],
+) -> None:
+    gateway, bearer, keys = keyed
+    (keys / "zz-broken.pem").write_text("not a key")
+    eventually(lambda: "reload refused" in gateway.stderr(), timeout=10)
+    _replace_a_worker(gateway)
+    assert _statuses(f"{gateway.url}/api/x", bearer) == {200}
+    assert gateway.proc.poll() is None  # the gateway did not stop
+
+
+@pytest.mark.slow
+def test_a_worker_restarted_with_the_keys_folder_emptied_creates_no_key(
+    keyed: tuple[GatewayProcess, dict[str, str], Path],
+) -> None:
+    gateway, bearer, keys = keyed
+    for pem in keys.glob("*.pem"):
+        pem.unlink()
+    eventually(lambda: "reload refused" in gateway.stderr(), timeout=10)
+    _replace_a_worker(gateway)
+    assert _statuses(f"{gateway.url}/api/x", bearer) == {200}
+    assert list(keys.glob("*.pem")) == []
