@@ -39,7 +39,7 @@ from gateway.proxy.balancer import Balancer
 from gateway.proxy.front_door import FrontDoor, new_request_id
 from gateway.proxy.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
 from gateway.proxy.runtime import Runtime, build_runtime
-from gateway.store import RefreshStore, StoreUnavailable, open_store
+from gateway.store import RefreshStore, StoreError, StoreUnavailable, open_store
 from gateway.tokenservice.endpoints import Endpoint, TokenEndpoints, error
 
 log = logging.getLogger("gateway")
@@ -297,10 +297,16 @@ class GatewayApp:
         """Why this worker is not ready; empty when it is."""
         problems: list[str] = []
         if self.store is not None:
+            # A write, not a read: a store that answers but cannot write (a full disk under
+            # SQLite) fails every token endpoint, so it is not ready either.
             try:
-                await asyncio.wait_for(self.store.ping(), 2.0)
+                await asyncio.wait_for(
+                    self.store.hit(key="gateway:readyz", window=1.0, now=time.time()), 2.0
+                )
             except (StoreUnavailable, TimeoutError):
                 problems.append("store unreachable")
+            except StoreError as exc:
+                problems.append(f"store cannot write ({type(exc).__name__})")
         if self.keyring is None or not self.keyring.kids:
             problems.append("no signing keys loaded")
         for issuer, source in self.jwks.items():
