@@ -224,6 +224,7 @@ TRACKED = sorted(
 )
 STANDALONE = [
     "README.md",
+    "SECURITY.md",
     *(str(path.relative_to(ROOT)) for path in sorted((ROOT / "docs").glob("*.md"))),
     "bench/README.md",
     "deploy/README.md",
