@@ -44,9 +44,32 @@ REROUTING = frozenset(
         b"x-method-override",
     }
 )
-# Believed only from trusted proxies.
+# Believed only from trusted proxies: from anyone else they are dropped (the gateway sets its own
+# X-Forwarded-For, -Proto and -Host). Frameworks read the rest for the client address, the
+# scheme, the port or a path prefix when they build URLs and log and rate-limit callers.
 FORWARDING = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+        b"x-real-ip",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-forwarded-scheme",
+        b"x-forwarded-protocol",
+        b"x-forwarded-ssl",
+        b"x-forwarded-server",
+        b"x-original-host",
+        b"x-original-forwarded-for",
+        b"x-url-scheme",
+        b"front-end-https",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"cf-connecting-ip",
+        b"fastly-client-ip",
+    }
 )
 # Written by the upstream client from the URL and body, or by the gateway itself.
 WIRE_OWNED = frozenset({b"host", b"expect", b"via", b"x-request-id", b"content-length"})

@@ -286,6 +286,30 @@ def test_forwarded_and_x_real_ip_from_a_trusted_proxy_pass(name: str) -> None:
     assert values(received, name.lower()) == ["for=198.51.100.1"]
 
 
+CLIENT_CLAIMS = [
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Scheme",
+    "X-Forwarded-Ssl",
+    "X-Forwarded-Server",
+    "X-Original-Host",
+    "True-Client-IP",
+    "X-Client-IP",
+    "CF-Connecting-IP",
+]
+
+
+@pytest.mark.parametrize("name", CLIENT_CLAIMS)
+def test_other_forwarding_headers_from_an_untrusted_peer_are_dropped(name: str) -> None:
+    # Frameworks build URLs and pick the client address from these: a client may not choose.
+    assert name.lower() not in names(upstream([(name, "203.0.113.9")], peer=CLIENT))
+
+
+@pytest.mark.parametrize("name", CLIENT_CLAIMS)
+def test_other_forwarding_headers_from_a_trusted_proxy_pass(name: str) -> None:
+    assert values(upstream([(name, "203.0.113.9")], peer=PROXY), name.lower()) == ["203.0.113.9"]
+
+
 def test_via_names_the_gateway_once_and_the_clients_is_dropped() -> None:
     assert values(upstream([("Via", "1.1 evil")]), "via") == ["1.1 gateway"]
 
