@@ -61,6 +61,7 @@ class GatewayApp:
         self._reload_now = asyncio.Event()
         # Taken before the files were read, so an edit made while starting is not missed.
         self._fingerprint: Fingerprint | None = inputs.loaded_from
+        self._reload_problem: str | None = None
         self.keyring: KeyRing | None = None
         self.jwks: dict[str, JwksSource] = {}
         self._jwks_loops: dict[str, asyncio.Task[Any]] = {}
@@ -280,6 +281,7 @@ class GatewayApp:
         self.keyring = keyring
         self._runtime = runtime
         RELOADS.labels("ok").inc()
+        self._reload_problem = None
         log.info("configuration reloaded from %s (%d routes)", path, len(config.routes))
         return True
 
@@ -287,11 +289,14 @@ class GatewayApp:
         for problem in problems:
             log.error("reload refused: %s", problem)
         RELOADS.labels("error").inc()
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        self._reload_problem = f"configuration not reloaded: {problems[0]}{more}"
         return False
 
     def degraded(self) -> list[str]:
         """Inputs that failed to load while the last good state keeps serving."""
-        return self.tokens.degraded()
+        refused = [self._reload_problem] if self._reload_problem else []
+        return [*refused, *self.tokens.degraded()]
 
     async def readiness(self) -> list[str]:
         """Why this worker is not ready; empty when it is."""

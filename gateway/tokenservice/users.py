@@ -202,6 +202,7 @@ class UserDirectory:
         self._users: dict[str, User] = {}
         self._signature: tuple[int, int, int] | None = _NEVER_READ
         self._loaded = False
+        self._missing_logged = False
         self.problem: str | None = None
         self._lock = asyncio.Lock()
 
@@ -226,9 +227,9 @@ class UserDirectory:
         if signature is None:
             if self._loaded:
                 self._failed(f"users file {self.path} is missing")
-            elif self.problem is None:
-                self.problem = f"users file {self.path} not found"
-                log.warning("%s: nobody can log in until it exists", self.problem)
+            elif not self._missing_logged:  # never loaded: no state to keep, nothing degraded
+                self._missing_logged = True
+                log.warning("users file %s not found: nobody can log in until it exists", self.path)
             return
         try:
             data = yaml.safe_load(self.path.read_text(encoding="utf-8"))

@@ -80,6 +80,22 @@ def test_a_broken_edit_keeps_the_old_routes_and_logs_the_error(
     assert f"{gateway.config_path}:" in gateway.stderr()
 
 
+def test_a_refused_edit_shows_as_degraded_on_readyz_until_a_good_edit(
+    upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    _, port = upstream
+    gateway = start_gateway(_config(port))
+    good = gateway.config_path.read_text()
+    gateway.config_path.write_text(good + "  - name: [broken\n")
+    eventually(lambda: _refused(gateway), timeout=3.0, interval=0.1)
+    ready = httpx.get(f"{gateway.admin_url}/readyz")
+    assert ready.status_code == 200  # the last good configuration serves
+    assert ready.json()["status"] == "degraded"
+    assert str(gateway.config_path) in ready.json()["reasons"][0]
+    gateway.config_path.write_text(_adding(good, _second_route(port)))
+    eventually(lambda: httpx.get(f"{gateway.admin_url}/readyz").json()["status"] == "ready")
+
+
 @pytest.mark.parametrize(
     "breakage",
     [
