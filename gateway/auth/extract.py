@@ -82,8 +82,10 @@ def _cookie(headers: list[bytes], wanted: bytes) -> str | None:
             continue
         for pair in header.split(b";"):
             name, sep, value = pair.partition(b"=")
-            if sep and name.strip() == wanted:
-                value = value.strip()
+            # RFC 6265 §5.2 trims SP and HTAB only, as the header policy does when it drops the
+            # gateway's cookies: both must see the same cookie, or one could slip past the other.
+            if sep and name.strip(b" \t") == wanted:
+                value = value.strip(b" \t")
                 if len(value) >= 2 and value[0] == value[-1] == 0x22:  # a quoted cookie value
                     value = value[1:-1]
                 if not value:

@@ -70,6 +70,7 @@ def parse_size(value: object) -> int:
 def parse_rate(value: object) -> tuple[int, float]:
     """``(count, window_seconds)`` from ``100/min``, ``5/s`` or ``1000/h``."""
     match = _RATE.match(str(value))
-    if match is None or not 0 < int(match.group(1)) <= 10**9:
-        raise UnitError(f"{value!r} is not a rate (use e.g. 5/s, 100/min, 1000/h)")
+    # Checked by length first: int() refuses more than 4300 digits with a ValueError.
+    if match is None or len(match.group(1)) > 10 or not 0 < int(match.group(1)) <= 10**9:
+        raise UnitError(f"{str(value)[:40]!r} is not a rate (use e.g. 5/s, 100/min, 1000/h)")
     return int(match.group(1)), _RATE_UNITS[match.group(2)]

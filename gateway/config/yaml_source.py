@@ -49,8 +49,14 @@ def parse_yaml(text: str, environ: Mapping[str, str] | None = None) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         return Document(data=None, problems=[(line, f"YAML syntax error: {exc.problem}")])
+    except yaml.reader.ReaderError as exc:
+        # A character YAML refuses: say where, in one line (its message spans several).
+        line = text.count("\n", 0, exc.position) + 1
+        shown = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a byte"
+        return Document(data=None, problems=[(line, f"a character YAML cannot read ({shown})")])
     except yaml.YAMLError as exc:
-        return Document(data=None, problems=[(1, f"YAML error: {exc}")])
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Document(data=None, problems=[(1, f"YAML error: {first}")])
     doc = Document(data=None)
     if node is None:
         return doc
@@ -106,7 +112,9 @@ def _convert(
         return items
     try:
         value = _SCALAR_LOADER.construct_object(node, deep=True)
-    except (ValueError, OverflowError, yaml.YAMLError):
+    # An explicit tag SafeLoader cannot build (``!!bool maybe``, ``!!int ''``) fails inside
+    # PyYAML with KeyError, IndexError or AttributeError: a problem on its line like the rest.
+    except (ValueError, OverflowError, KeyError, IndexError, AttributeError, yaml.YAMLError):
         doc.problems.append((line, f"{node.value[:40]!r}... is not a usable value"))
         return None
     if isinstance(value, str) and "${" in value:

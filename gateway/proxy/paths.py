@@ -70,6 +70,10 @@ def _remove_dot_segments(path: str) -> str:
     for segment in segments:
         if segment in ("", "."):
             continue
+        if ";" in segment and segment.partition(";")[0] in (".", ".."):
+            # With path parameters allowed: Tomcat and servers like it read "..;x" as "..", so it
+            # would climb above the route the gateway matched. Refused, never guessed at.
+            raise PathError("the path has a dot segment with ; parameters")
         if segment == "..":
             if kept:
                 kept.pop()

@@ -118,8 +118,8 @@ def _values(headers: Iterable[str], name: str) -> Iterator[str]:
             continue
         for pair in header.split(";"):
             key, sep, value = pair.partition("=")
-            if sep and key.strip() == name:
-                value = value.strip()
+            if sep and key.strip(" \t") == name:  # SP and HTAB only (RFC 6265 §5.2)
+                value = value.strip(" \t")
                 if len(value) >= 2 and value[0] == value[-1] == '"':
                     value = value[1:-1]
                 yield value
