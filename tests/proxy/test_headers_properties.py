@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from gateway.auth import extract_token
 from gateway.config import Config, Route
 from gateway.config.owned_headers import FORWARDING, HOP_BY_HOP, REROUTING
 from gateway.proxy.headers import HeaderPolicy
@@ -193,3 +194,31 @@ def test_a_forwarding_header_from_an_untrusted_peer_never_reaches_the_upstream(
     sent = data.draw(sent_headers(st.sampled_from(sorted(FORWARDING)).flatmap(spelling)))
     received = upstream(policy, sent, config.routes[index], peer, [])
     assert not clients_values(received, FORWARDING), received
+
+
+# The access cookie, as a browser or a client may send it among others, as the wire delivers it.
+WIRE = "\t" + "".join(map(chr, range(0x20, 0x7F))) + "".join(map(chr, range(0x80, 0x100)))
+cookie_pair = st.builds(
+    lambda lead, name, sep, value: (lead + name + sep + value).encode("latin-1"),
+    st.sampled_from(["", " ", "\t", "\xa0"]),
+    st.sampled_from(["gw_access", "gw_access ", "gw_access\t", "gw_refresh", "GW_ACCESS", "x"]),
+    st.sampled_from(["=", " = ", "=\t"]),
+    st.one_of(
+        st.sampled_from(["token", '"token"', "t=k"]), st.text(st.sampled_from(WIRE), max_size=8)
+    ),
+)
+cookie_header_values = st.lists(cookie_pair, min_size=1, max_size=4).map(b"; ".join)
+
+
+@given(st.lists(cookie_header_values, min_size=1, max_size=3), route_index, peers)
+@example([b"a=1; gw_access = token; b=2"], 0, PEERS[0])
+@example([b"gw_access=; gw_access=token", b"\tgw_refresh\t=r"], 1, PEERS[1])
+def test_the_gateways_cookies_never_reach_the_upstream_as_the_gateway_reads_them(
+    cookies: list[bytes], index: int, peer: str | None
+) -> None:
+    policy, config = POLICIES[0]
+    received = upstream(policy, [(b"cookie", v) for v in cookies], config.routes[index], peer, [])
+    forwarded = [(n, v) for n, v in received if n == b"cookie"]
+    # Read by the gateway's own access-cookie reader, what goes upstream holds neither cookie.
+    for name in ("gw_access", "gw_refresh"):
+        assert extract_token(forwarded, b"", name) is None, (name, forwarded)
