@@ -95,8 +95,7 @@ SECTIONS: dict[str, list[str]] = {
 # Keys no section knows, and keys that YAML reads as something else than a string.
 ODD_KEYS = ["colour", "<<", "1", "null", "~", "true", "? x", "'quoted'", '"a b"', "[a]"]
 
-SCALARS = [
-    # plausible
+PLAUSIBLE = [
     "1",
     "30s",
     "500ms",
@@ -126,7 +125,8 @@ SCALARS = [
     "GET",
     "true",
     "false",
-    # wrong
+]
+WRONG = [
     "-1",
     "0",
     "65536",
@@ -152,7 +152,8 @@ SCALARS = [
     "999.999.999.999/99",
     "get",
     "GET /x",
-    # tricky for YAML
+]
+YAML_TRICKY = [
     "${HOST}",
     "${UNSET}",
     "${UNSET:-fallback}",
@@ -166,14 +167,13 @@ SCALARS = [
     "''",
     '""',
     "2020-01-01",
-    "2020-13-45",
-    "2020-01-01T25:61:00Z",
     ".inf",
     "-.inf",
     ".nan",
     "0x1F",
     "0o17",
     "0b12",
+    "1__0",
     "1_000",
     "12:30:00",
     "'single'",
@@ -200,6 +200,16 @@ SCALARS = [
     "|\n  block",
     ">-\n  folded",
     "# only a comment",
+]
+# Plain scalars YAML resolves as a date or a number it then cannot build (ValueError): the
+# loader reports them as values it cannot use.
+UNBUILDABLE = [
+    "2020-13-45",
+    "2020-02-30",
+    "2020-01-01T25:61:00Z",
+    "2020-1-1 25:00:00",
+    "0x_",
+    "+0b_",
 ]
 # Explicit tags that PyYAML's SafeLoader cannot construct from these values, and digit strings
 # past int()'s 4300-digit limit: the loader's known failures (see the expected failures below).
@@ -304,14 +314,17 @@ _TEXT = {False: st.text(_READABLE, max_size=40), True: st.text(max_size=40)}
 _QUOTED = st.text(
     st.characters(blacklist_categories=["Cs", "Cc", "Cn"], max_codepoint=0x2FFF), max_size=12
 ).map(lambda s: "'" + s.replace("'", "''") + "'")
+_PLAIN_SCALARS = [
+    st.sampled_from(PLAUSIBLE),
+    st.sampled_from(WRONG),
+    st.sampled_from(YAML_TRICKY),
+    st.sampled_from(UNBUILDABLE),
+    st.integers(-(2**70), 2**70).map(str),
+    _QUOTED,
+]
 _SCALARS = {
-    tricky: st.one_of(
-        st.sampled_from(SCALARS + (UNCONSTRUCTABLE + HUGE_NUMBERS if tricky else [])),
-        st.sampled_from(SCALARS + (UNCONSTRUCTABLE + HUGE_NUMBERS if tricky else [])),
-        st.integers(-(2**70), 2**70).map(str),
-        _QUOTED,
-    )
-    for tricky in (False, True)
+    False: st.one_of(*_PLAIN_SCALARS),
+    True: st.one_of(*_PLAIN_SCALARS, st.sampled_from(UNCONSTRUCTABLE + HUGE_NUMBERS)),
 }
 _ODD = {False: st.sampled_from(ODD_KEYS), True: st.sampled_from(ODD_KEYS + MULTILINE_KEYS)}
 _KEYS = {
@@ -371,12 +384,12 @@ ALTERNATIVES: dict[str, list[Value]] = {
 
 def draw_variant(draw: st.DrawFn, tricky: bool) -> Value:
     """``VALID`` with one to four of its entries dropped, repeated, replaced (by another valid
-    value or one of the grammar's), or joined by an odd sibling."""
+    value, a scalar or a value of the grammar), or joined by an odd sibling."""
     targets = draw(st.lists(st.sampled_from(_ENTRY_PATHS), min_size=1, max_size=4, unique=True))
     document = VALID
     for path in sorted(targets, reverse=True):  # later entries first: earlier paths hold
         key, item = _entry(document, path)
-        change = draw(st.integers(0, 5))
+        change = draw(st.integers(0, 6))
         if change == 0:
             entries: list[tuple[str, Value]] = []
         elif change == 1:
@@ -384,6 +397,8 @@ def draw_variant(draw: st.DrawFn, tricky: bool) -> Value:
         elif change in (2, 3):
             entries = [(key, draw(st.sampled_from(ALTERNATIVES.get(key, [item]))))]
         elif change == 4:
+            entries = [(key, draw(_SCALARS[tricky]))]
+        elif change == 5:
             entries = [(key, draw_value(draw, key, 2, tricky))]
         else:
             entries = [
@@ -535,6 +550,7 @@ MINIMAL = "routes:\n  - name: a\n    path: /a\n    upstream: http://127.0.0.1:90
 @example(MINIMAL + "    rate_limit: 5/fortnight\n")
 @example("routes:\n  - &r {name: a, path: /a, upstream: 'http://${HOST}:9000'}\n  - *r\n")
 @example("routes: [\n")
+@example(f"routes: [{', '.join(UNBUILDABLE)}]\n")
 @example("routes:\n  - !!str 5\n  - !!binary aGVsbG8=\n  - !!set {a}\n")
 def test_any_text_is_a_config_or_a_config_error_whose_every_problem_has_its_line(
     text: str,
