@@ -96,6 +96,8 @@ segments = st.one_of(
     st.text(B64URL, max_size=40),
     json_values.map(lambda v: b64(json.dumps(v).encode())),
     st.binary(max_size=30).map(lambda raw: b64(raw)),
+    # JSON nested past the recursion limit, still within MAX_TOKEN_LENGTH.
+    st.sampled_from([2, 3000, 5000]).map(lambda depth: b64(b"[" * depth + b"]" * depth)),
 )
 strings = st.one_of(
     st.text(max_size=60),
@@ -183,9 +185,9 @@ def overrides(
 
 
 @st.composite
-def signed_tokens(draw: st.DrawFn) -> str:
+def signed_tokens(draw: st.DrawFn, claims: dict[str, st.SearchStrategy[Any]] = CLAIMS) -> str:
     """A valid token of the IdP or of the gateway itself, with a few headers parameters and
-    claims changed, signed mostly with the key of its issuer."""
+    ``claims`` changed, signed mostly with the key of its issuer."""
     issuer = draw(st.sampled_from(["idp", "own"]))
     header: dict[str, Any] = (
         {"alg": "ES256", "kid": "ec-1"}
@@ -203,7 +205,7 @@ def signed_tokens(draw: st.DrawFn) -> str:
     }
     for fields, changes in (
         (header, draw(overrides(HEADER, 1))),
-        (payload, draw(overrides(CLAIMS, 3))),
+        (payload, draw(overrides(claims, 3))),
     ):
         for name, value in changes.items():
             if value is DROP:
@@ -251,7 +253,18 @@ def test_a_signed_token_is_admitted_only_when_the_policy_holds(token: str) -> No
     assert payload.get("sid") != "revoked-sid"
 
 
-@given(signed_tokens())
+# The claims that become identity headers (and "profile", checked as one), nothing else changed.
+IDENTITY_CLAIMS = {name: CLAIMS[name] for name in ("sub", "scope", "groups", "profile")}
+
+
+@given(st.one_of(signed_tokens(), signed_tokens(IDENTITY_CLAIMS)))
+@example(
+    sign(
+        {"alg": "ES256", "kid": "ec-1"},
+        {"iss": IDP, "aud": AUDIENCE, "exp": int(NOW) + 60, "sub": "a\r\nX-Admin: yes"},
+        SIGNERS["idp"],
+    )
+)
 @example(
     sign(
         {"alg": "ES256", "kid": "ec-1"},
