@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.configs import config_yaml
 from tests.upstream import ServerThread, Upstream
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property-based tests (tests/**/test_*_properties.py): by default a bounded, repeatable run
+# (the same examples on every machine, no example database written), so the suite stays fast
+# and a failure in CI is a failure locally. HYPOTHESIS_PROFILE=thorough explores more, with a
+# fresh seed each run and the example database kept in .hypothesis/ to replay what it found.
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, database=None)
+settings.register_profile("thorough", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def free_port() -> int:
