@@ -302,7 +302,7 @@ class Builder(RouteChecks):
             if not TOKEN_CHARS.match(header) or name in OWNED_UPSTREAM:
                 self.error((*p, header), f"identity_headers: {header!r} cannot be used")
             if not isinstance(claim, str) or not claim:
-                self.error((*p, header), f"identity_headers: {header} must name a claim")
+                self.error((*p, header), f"identity_headers: {header!r} must name a claim")
                 continue
             result.append((name, claim))
         return tuple(result)

@@ -564,15 +564,12 @@ def test_the_valid_file_the_texts_vary_is_valid() -> None:
     assert problems_of("\n".join(render(VALID, 0, False)) + "\n") is None
 
 
-LOADER_FAILURES = (
-    "the loader lets an exception other than ConfigError escape, or prints a problem over two "
-    "lines: the examples below, one per cause"
-)
+# Regression: tags PyYAML cannot build, 5000-digit numbers and characters YAML refuses
+# once escaped the loader as exceptions (found by these properties).
 
 
 @given(config_texts(tricky=True))
 @settings(phases=[Phase.explicit, Phase.generate])  # shrinking 5000-digit files takes minutes
-@pytest.mark.xfail(strict=True, reason=LOADER_FAILURES)
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")
 def test_any_text_at_all_is_a_config_or_a_config_error_whose_every_problem_has_its_line(
     text: str,
@@ -585,14 +582,6 @@ def test_any_text_at_all_is_a_config_or_a_config_error_whose_every_problem_has_i
 # -- found by the properties -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(KeyError, IndexError, AttributeError),
-    reason=(
-        "an explicit YAML tag whose value SafeLoader cannot construct raises KeyError, IndexError "
-        "or AttributeError from PyYAML, which yaml_source._convert does not catch"
-    ),
-)
 @pytest.mark.parametrize("value", ["!!bool maybe", "!!int ''", "!!float ''", "!!timestamp x"])
 def test_an_unconstructable_tagged_value_is_a_problem_on_its_line(value: str) -> None:
     problems = problems_of(f"routes:\n  - {value}\n")
@@ -601,28 +590,12 @@ def test_an_unconstructable_tagged_value_is_a_problem_on_its_line(value: str) ->
     assert problems[0].startswith(f"{SOURCE}:2: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=(
-        "units.parse_rate calls int() on the count, which raises ValueError past 4300 digits, and "
-        "routes.py catches only UnitError around it"
-    ),
-)
 def test_a_rate_limit_with_a_huge_count_is_a_problem_on_its_line() -> None:
     problems = problems_of(MINIMAL + "    rate_limit: " + "1" * 5000 + "/s\n")
     assert problems is not None
     assert_every_problem_has_its_line(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "PyYAML's ReaderError (a character YAML refuses) becomes 'YAML error: <str(exc)>', two "
-        "lines, always said to be on line 1 whatever line holds the character"
-    ),
-)
 def test_an_unreadable_character_is_a_problem_on_its_line() -> None:
     problems = problems_of(MINIMAL + "    timeout: 30s\x1f\n")
     assert problems is not None
@@ -630,14 +603,6 @@ def test_an_unreadable_character_is_a_problem_on_its_line() -> None:
     assert problems[0].startswith(f"{SOURCE}:5: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "build.identity_headers prints the header name raw ({header}, not {header!r}) in "
-        "'must name a claim', so a name holding a line break splits the problem in two"
-    ),
-)
 def test_an_identity_header_name_holding_a_line_break_is_a_problem_on_one_line() -> None:
     problems = problems_of('identity_headers:\n  "a\\nb": 1\n' + MINIMAL)
     assert_every_problem_has_its_line(problems)

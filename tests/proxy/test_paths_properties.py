@@ -226,16 +226,12 @@ def test_a_normalised_path_never_changes_the_upstream_host(
 
 # -- found by the properties ---------------------------------------------------------------------
 
-DOT_SEGMENT_WITH_PARAMETERS = (
-    "with server.allow_path_params, a segment such as '..;' or '.;x' is kept as it is, and "
-    "servers that strip path parameters (Tomcat, Jetty, Spring) resolve it as a dot segment: "
-    "/public/..;/admin is routed as /public and served upstream as /admin"
-)
+# Regression: with allow_path_params, '..;' and '.;x' were kept, and servers that strip
+# path parameters resolve them as dot segments (/public/..;/admin served as /admin).
 
 
 @given(paths)
 @example(b"/public/..;/admin")
-@pytest.mark.xfail(strict=True, reason=DOT_SEGMENT_WITH_PARAMETERS)
 def test_with_path_parameters_no_segment_is_a_dot_segment_once_its_parameters_are_cut(
     raw: bytes,
 ) -> None:
@@ -245,8 +241,7 @@ def test_with_path_parameters_no_segment_is_a_dot_segment_once_its_parameters_ar
         assert not [s for s in bare if s in (".", "..")], result
 
 
-@pytest.mark.xfail(strict=True, reason=DOT_SEGMENT_WITH_PARAMETERS)
 @pytest.mark.parametrize("raw", [b"/public/..;/admin", b"/public/%2e%2e;x/admin", b"/a/.;/b"])
-def test_a_dot_segment_with_parameters_is_refused_or_resolved(raw: bytes) -> None:
-    result = normalised(raw, True)
-    assert result is None or ";" not in result.split("/")[2], result
+def test_a_dot_segment_with_parameters_is_refused(raw: bytes) -> None:
+    with pytest.raises(PathError):
+        normalise_path(raw, allow_params=True)
