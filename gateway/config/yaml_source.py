@@ -68,6 +68,10 @@ def parse_yaml(text: str, environ: Mapping[str, str] | None = None) -> Document:
     except _TooLarge:
         message = f"the file expands to more than {MAX_VALUES:,} values (aliases of aliases?)"
         return Document(data=None, problems=[(1, message)])
+    finally:
+        # The constructor remembers every node it built; a long-running gateway reloads often.
+        _SCALAR_LOADER.constructed_objects.clear()
+        _SCALAR_LOADER.recursive_objects.clear()
     return doc
 
 

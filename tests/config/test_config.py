@@ -321,3 +321,11 @@ def test_a_host_prefixed_refresh_cookie_at_the_root_over_https_is_valid() -> Non
     )
     config = parse_config(text, Path("/etc/gw/routes.yaml"), {})
     assert config.tokens.cookie.name == "__Host-gw_refresh"
+
+
+def test_loading_again_and_again_holds_no_more_memory() -> None:
+    from gateway.config import yaml_source
+
+    for _ in range(5):
+        parse_config(MINIMAL, Path("/x/routes.yaml"), {})
+    assert len(yaml_source._SCALAR_LOADER.constructed_objects) == 0
