@@ -28,6 +28,7 @@ from gateway.config.model import (
     origin_of,
 )
 from gateway.config.owned_headers import OWNED_UPSTREAM
+from gateway.config.providers import LoginChecks
 from gateway.config.reader import NO_STRINGS, TOKEN_CHARS
 from gateway.config.routes import RouteChecks
 from gateway.config.units import parse_duration, parse_size
@@ -37,7 +38,7 @@ from gateway.store import KNOWN_SCHEMES
 _DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256",)
 
 
-class Builder(RouteChecks):
+class Builder(RouteChecks, LoginChecks):
     """Turns the parsed document into a ``Config``, recording every problem with its line."""
 
     # -- sections -----------------------------------------------------------------------------
@@ -54,6 +55,7 @@ class Builder(RouteChecks):
                     "trusted_issuers",
                     "store",
                     "users",
+                    "login",
                     "identity_headers",
                     "cors",
                     "routes",
@@ -73,6 +75,7 @@ class Builder(RouteChecks):
         issuers = self.trusted_issuers(top.get("trusted_issuers"), tokens)
         store = self.store(top)
         users = self.users(top.get("users"))
+        login = self.login(top.get("login"), users_given="users" in top)
         identity = self.identity_headers(top)
         cors = self.cors(top.get("cors"))
         routes = self.routes(top.get("routes"), server)
@@ -83,6 +86,7 @@ class Builder(RouteChecks):
             trusted_issuers=issuers,
             store=store,
             users=users,
+            login=login,
             identity_headers=identity,
             cors=cors,
             routes=routes,
