@@ -321,6 +321,8 @@ class GatewayApp:
                 problems.append(f"store cannot write ({type(exc).__name__})")
         if self.keyring is None or not self.keyring.kids:
             problems.append("no signing keys loaded")
+        elif self._runtime is None:
+            problems.append("starting")
         for issuer, source in self.jwks.items():
             if not source.ready:
                 problems.append(f"JWKS of {issuer} never fetched")

@@ -38,6 +38,12 @@ server.listen(0, '127.0.0.1', () => {
       rpInitiatedLogout: { enabled: true },
     },
     pkce: { required: () => true },
+    // Its SSRF guard refuses loopback addresses, where the test gateway listens (back-channel
+    // logout posts to it): the provider's own fetch without that guard, for tests only.
+    fetch: (url, options) => {
+      const { dispatcher, ...rest } = options;
+      return globalThis.fetch(url, rest);
+    },
     ttl: {
       IdToken: settings.idTokenTtl || 3600,
       AccessToken: 3600,
@@ -73,6 +79,9 @@ server.listen(0, '127.0.0.1', () => {
     },
   });
   provider.proxy = false;
+  provider.on('backchannel.error', (ctx, err) => process.stderr.write(`backchannel.error ${err.message} ${err.cause}\n`));
+  provider.on('backchannel.success', () => process.stderr.write('backchannel.success\n'));
+  provider.on('end_session.success', () => process.stderr.write('end_session.success\n'));
   server.on('request', provider.callback());
   process.stdout.write(`listening ${issuer}\n`);
 });
