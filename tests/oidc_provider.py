@@ -72,11 +72,11 @@ class Provider:
 
 @contextmanager
 def run_provider(
-    clients: Sequence[dict[str, Any]], *, id_token_ttl: int = 3600
+    clients: Sequence[dict[str, Any]], *, id_token_ttl: int = 3600, port: int = 0
 ) -> Iterator[Provider]:
-    """The provider on an ephemeral port of 127.0.0.1 with these clients; stopped after."""
+    """The provider on 127.0.0.1 (an ephemeral port unless given) with these clients."""
     node = need_node()
-    settings = json.dumps({"clients": list(clients), "idTokenTtl": id_token_ttl})
+    settings = json.dumps({"clients": list(clients), "idTokenTtl": id_token_ttl, "port": port})
     process = subprocess.Popen(
         [node, "server.mjs", settings],
         cwd=FOLDER,

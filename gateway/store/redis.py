@@ -149,6 +149,22 @@ return revoked
 """
 )
 
+# ARGV: prefix, sid, link... The link sets live as long as the family they name can: its key's
+# TTL is its absolute expiry.
+LINK = (
+    PREAMBLE
+    + """
+local ttl = redis.call('PTTL', p .. 'fam:' .. ARGV[2])
+if ttl <= 0 then return 0 end
+for i = 3, #ARGV do
+  local key = p .. 'lnk:' .. ARGV[i]
+  redis.call('SADD', key, ARGV[2])
+  extend(key, ttl)
+end
+return 1
+"""
+)
+
 # KEYS: counter; ARGV: prefix (unused), now, window
 HIT = (
     PREAMBLE
@@ -188,6 +204,7 @@ class RedisStore(RefreshStore):
         self._revoke_token = client.register_script(REVOKE_TOKEN)
         self._revoke_set = client.register_script(REVOKE_SET)
         self._hit = client.register_script(HIT)
+        self._link = client.register_script(LINK)
 
     @classmethod
     def from_url(
@@ -297,19 +314,7 @@ class RedisStore(RefreshStore):
         return [str(sid) for sid in sids]
 
     async def link_session(self, *, sid: str, links: Iterable[str]) -> None:
-        # The link sets live as long as the family they name can (a family's TTL is its
-        # absolute expiry, which Redis knows): taken from the family's own key.
-        family = f"{self._prefix}fam:{sid}"
-        with self._boundary():
-            ttl = await self._client.pttl(family)
-            async with self._client.pipeline(transaction=True) as pipe:
-                for link in links:
-                    key = f"{self._prefix}lnk:{link}"
-                    pipe.sadd(key, sid)
-                    if ttl > 0:
-                        pipe.pexpire(key, ttl, gt=True)
-                        pipe.pexpire(key, ttl, nx=True)
-                await pipe.execute()
+        await self._script(self._link, sid, *links)
 
     async def revoke_linked(self, *, link: str, now: float) -> list[str]:
         sids = await self._script(self._revoke_set, "lnk:" + link, repr(now), repr(self._retention))

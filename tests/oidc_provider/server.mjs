@@ -18,7 +18,7 @@ const ACCOUNTS = {
 };
 
 const server = http.createServer();
-server.listen(0, '127.0.0.1', () => {
+server.listen(settings.port || 0, '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://127.0.0.1:${port}`;
   const provider = new Provider(issuer, {
