@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any
-from urllib.parse import urlsplit
 
 from gateway.config.model import (
     SIGNING_ALGORITHMS,
@@ -28,7 +27,7 @@ from gateway.config.model import (
     origin_of,
 )
 from gateway.config.owned_headers import OWNED_UPSTREAM
-from gateway.config.providers import LoginChecks
+from gateway.config.providers import LoginChecks, is_safe_fetch_url
 from gateway.config.reader import NO_STRINGS, TOKEN_CHARS
 from gateway.config.routes import RouteChecks
 from gateway.config.units import parse_duration, parse_size
@@ -242,7 +241,7 @@ class Builder(RouteChecks, LoginChecks):
             jwks_file = self.get(m, p, "jwks_file", self.path_value, None)
             if (jwks_uri is None) == (jwks_file is None):
                 self.error(p, "trusted issuer: give exactly one of jwks_uri or jwks_file")
-            if jwks_uri is not None and not _is_safe_fetch_url(jwks_uri):
+            if jwks_uri is not None and not is_safe_fetch_url(jwks_uri):
                 self.error(
                     (*p, "jwks_uri"),
                     "jwks_uri: plain http is refused except for loopback hosts; use https",
@@ -358,16 +357,3 @@ class Builder(RouteChecks, LoginChecks):
             ),
             max_age=self.get(m, p, "max_age", self.integer, d.max_age),
         )
-
-
-def _is_safe_fetch_url(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return True
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -206,6 +206,8 @@ class TokenEndpoints:
             choices = service.choices if service else {}
             return _page(render_page(next_path=next_path, silent_refresh=silent, **choices))
         service = self._admit(request, _LOGIN_METHODS)
+        if not service.choices["password_form"]:  # single sign-on only: no users configured
+            return error(404, "not_found", "Password sign-in is not configured; use a provider")
         try:
             form = await read_login_form(request)
         except BadForm as exc:

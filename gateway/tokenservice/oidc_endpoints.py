@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -32,11 +33,11 @@ from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import KeyRing
 from gateway.auth.revocation import RevocationSet
 from gateway.config import Config, OidcProviderConfig
-from gateway.http.errors import error_body
 from gateway.observability import STORE_ERRORS
 from gateway.store import RefreshStore, StoreError
 from gateway.store.session_links import link_key
 from gateway.tokenservice.cookies import SessionCookies, read_cookies
+from gateway.tokenservice.endpoints import error
 from gateway.tokenservice.oidc_flow import FLOW_TTL, Flow, FlowCookies, FlowError, cookie_name
 from gateway.tokenservice.oidc_identity import IdentityError, RequirementFailed, identity_from
 from gateway.tokenservice.oidc_provider import OidcProvider
@@ -153,7 +154,7 @@ class OidcEndpoints:
     async def start_flow(self, request: Request) -> Response:
         state, provider = self._provider(request)
         if provider is None or state is None:
-            return _json(404, "not_found", "No such sign-in provider")
+            return error(404, "not_found", "No such sign-in provider")
         if provider.discovery is None:
             return self._page(state, 503, f"{provider.config.name} is unreachable; try again")
         next_path = safe_next(request.query_params.get("next")) or "/"
@@ -171,16 +172,15 @@ class OidcEndpoints:
     async def callback(self, request: Request) -> Response:
         state, provider = self._provider(request)
         if provider is None or state is None:
-            return _json(404, "not_found", "No such sign-in provider")
+            return error(404, "not_found", "No such sign-in provider")
         query = request.query_params
         flow_state = query.get("state")
         clear = state.flows.clear(provider.config.name, flow_state) if flow_state else None
         try:
             response = await self._complete(request, state, provider)
         except _Failed as failed:
-            next_path = None
-            response = self._page(state, failed.status, failed.message, next_path)
-        if clear is not None:
+            response = self._page(state, failed.status, failed.message)
+        if clear is not None:  # a flow completes once, whatever its outcome
             response.headers.append("set-cookie", clear)
         return response
 
@@ -189,8 +189,8 @@ class OidcEndpoints:
         flow_state = query.get("state") or ""
         cookies = read_cookies(request.headers.getlist("cookie"), cookie_name(flow_state), limit=4)
         if query.get("error"):
-            # What the provider said (access_denied, login_required...), never its description
-            # alone: that text is the provider's, shown escaped and shortened.
+            # What the provider said (access_denied, login_required...), shortened; the page
+            # escapes it.
             said = (query.get("error_description") or "")[:200]
             raise _Failed(
                 401,
@@ -264,22 +264,15 @@ class OidcEndpoints:
                 quote(settings.client_id, safe=""), quote(settings.client_secret, safe="")
             )
         try:
-            response = await provider.http.post(
-                provider.discovery.token_endpoint,
-                data=form,
-                headers=headers,
-                auth=auth or httpx.USE_CLIENT_DEFAULT,
-                follow_redirects=False,
+            status, body = await _post_form(
+                provider.http, provider.discovery.token_endpoint, form, headers, auth
             )
-            body: Any = response.json() if len(response.content) <= MAX_TOKEN_RESPONSE else None
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("token endpoint of %s failed: %s", settings.name, type(exc).__name__)
             raise _Failed(401, "invalid_grant: the provider's token endpoint failed") from None
-        if response.status_code != 200 or not isinstance(body, dict):
+        if status != 200 or not isinstance(body, dict):
             said = body.get("error") if isinstance(body, dict) else None
-            log.warning(
-                "code exchange at %s refused: %s", settings.name, said or response.status_code
-            )
+            log.warning("code exchange at %s refused: %s", settings.name, said or status)
             raise _Failed(401, "invalid_grant: the provider refused the code")
         id_token = body.get("id_token")
         if not isinstance(id_token, str):
@@ -289,23 +282,23 @@ class OidcEndpoints:
     async def backchannel(self, request: Request) -> Response:
         state, provider = self._provider(request)
         if provider is None or state is None or not provider.config.backchannel_logout:
-            return _json(404, "not_found", "No such back-channel logout endpoint")
+            return error(404, "not_found", "No such back-channel logout endpoint")
         rules = provider.rules()
         if rules is None:
-            return _json(503, "temporarily_unavailable", "The provider is not discovered yet")
+            return error(503, "temporarily_unavailable", "The provider is not discovered yet")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_LOGOUT_BODY:
-                return _json(400, "invalid_request", "The body is too large")
+                return error(400, "invalid_request", "The body is too large")
         tokens = parse_qs(body.decode("latin-1")).get("logout_token", [])
         if len(tokens) != 1:
-            return _json(400, "invalid_request", "Send exactly one logout_token as a form")
+            return error(400, "invalid_request", "Send exactly one logout_token as a form")
         try:
             claims = await validate(tokens[0], rules, nonce=None, logout=True)
         except OidcTokenError as exc:
             log.warning("back-channel logout from %s refused: %s", provider.config.name, exc)
-            return _json(400, "invalid_request", f"The logout token is invalid: {exc}")
+            return error(400, "invalid_request", f"The logout token is invalid: {exc}")
         session = logout_session(claims)
         name = provider.config.name
         link = (
@@ -319,7 +312,7 @@ class OidcEndpoints:
             sids = await store.revoke_linked(link=link, now=time.time())
         except StoreError:
             STORE_ERRORS.labels("logout").inc()
-            return _json(503, "store_unavailable", "The session store is unavailable")
+            return error(503, "store_unavailable", "The session store is unavailable")
         now = time.time()
         for sid in sids:
             revoked.add(sid, now)
@@ -346,14 +339,29 @@ class OidcEndpoints:
         return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
 
 
+async def _post_form(
+    http: httpx.AsyncClient,
+    url: str,
+    form: dict[str, str],
+    headers: dict[str, str],
+    auth: httpx.Auth | None,
+) -> tuple[int, Any]:
+    """POST ``form`` to ``url``; the status and the JSON answer (at most 256 KiB read)."""
+    async with http.stream(
+        "POST",
+        url,
+        data=form,
+        headers=headers,
+        auth=auth or httpx.USE_CLIENT_DEFAULT,
+        follow_redirects=False,
+    ) as response:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_TOKEN_RESPONSE:
+                raise ValueError("the token response is too large")
+    return response.status_code, json.loads(body) if body else None
+
+
 def _redirect_uri(config: Config, provider: OidcProviderConfig) -> str:
     return f"{config.server.public_url}/auth/oidc/{provider.name}/callback"
-
-
-def _json(status: int, code: str, description: str) -> Response:
-    return Response(
-        error_body(code, description),
-        status_code=status,
-        media_type="application/json",
-        headers=_NO_STORE,
-    )

@@ -160,7 +160,7 @@ def test_backchannel_logout_from_the_provider_ends_the_session(
         assert answer.status_code == 401
         return answer
 
-    eventually(refused, timeout=3)
+    eventually(refused, timeout=1.5)
     assert http.post(f"{sso.url}/auth/refresh", headers={"origin": sso.url}).status_code == 401
 
 
@@ -173,3 +173,31 @@ def test_a_bad_logout_token_is_refused(sso: Sso) -> None:
 
 def test_readyz_is_ready_once_the_provider_is_discovered(sso: Sso) -> None:
     assert httpx.get(f"{sso.gateway.admin_url}/readyz").status_code == 200
+
+
+def test_the_sign_in_page_offers_each_provider_with_next(sso: Sso) -> None:
+    page = httpx.get(f"{sso.url}/auth/login", params={"next": "/api/orders?x=1"}).text
+    assert 'href="/auth/oidc/corp/start?next=/api/orders%3Fx%3D1"' in page
+    assert "Sign in with strict" in page
+    assert 'name="password"' not in page  # no users section: no password form
+
+
+def test_a_navigation_without_a_session_leads_to_the_sign_in_page(sso: Sso) -> None:
+    answer = httpx.get(f"{sso.url}/api/whoami", headers={"accept": "text/html"})
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/auth/login?next=")
+
+
+def test_next_outside_the_origin_becomes_the_root(sso: Sso, http: httpx.Client) -> None:
+    start = http.get(f"{sso.url}/auth/oidc/corp/start", params={"next": "//evil.example/x"})
+    callback = provider_login(http, start.headers["location"], "alice")
+    assert http.get(callback).headers["location"] == "/"
+
+
+def test_password_sign_in_is_off_without_users(sso: Sso) -> None:
+    answer = httpx.post(
+        f"{sso.url}/auth/login",
+        json={"username": "alice", "password": "x"},
+        headers={"origin": sso.url},
+    )
+    assert answer.status_code == 404
