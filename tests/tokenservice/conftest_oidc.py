@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from examples.demo_upstream import app as demo_app
 from tests.configs import config_yaml, route
@@ -28,6 +29,7 @@ class Sso:
     url: str
     gateway: GatewayProcess
     provider: Provider
+    replicas: list[GatewayProcess] = field(default_factory=list)
 
     def sign_in(
         self,
@@ -46,10 +48,13 @@ class Sso:
 
 @contextmanager
 def sso_site(
-    folder: Path, *, access_ttl: str = "15m", id_token_ttl: int = 3600, leeway: str = "30s"
+    folder: Path, *, store: str = "sqlite:///./data/gateway.db", replicas: int = 1
 ) -> Iterator[Sso]:
+    """The provider, the demo upstream and the gateway; with ``replicas`` more than one,
+    further gateways on the same folder (keys) and ``store``, all under the first's
+    ``public_url`` (as behind a load balancer), in ``Sso.replicas``."""
     folder.mkdir(parents=True, exist_ok=True)
-    port, upstream_port, admin_port = free_port(), free_port(), free_port()
+    port, upstream_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     clients = [
         client(url),
@@ -57,71 +62,81 @@ def sso_site(
         client(url, client_id="other", name="other"),
     ]
     with (
-        run_provider(clients, id_token_ttl=id_token_ttl) as provider,
+        run_provider(clients) as provider,
         ServerThread(demo_app, upstream_port),
     ):
         common: dict[str, Any] = {"issuer": provider.issuer, "client_secret": "${OIDC_SECRET}"}
-        config = folder / "routes.yaml"
-        config.write_text(
-            config_yaml(
-                server={"public_url": url, "admin": {"port": admin_port}},
-                tokens={
-                    "issuer": url,
-                    "keys": "./keys",
-                    "access_ttl": access_ttl,
-                    "leeway": leeway,
-                    "access_cookie": {"name": "gw_access"},
-                },
-                store="sqlite:///./data/gateway.db",
-                login={
-                    "providers": [
-                        {
-                            "name": "corp",
-                            "client_id": "gateway",
-                            "scopes": ["openid", "email", "groups"],
-                            "scopes_from": "groups",
-                            "scope_map": {
-                                "admins": ["orders:read", "orders:write"],
-                                "staff": ["orders:read"],
-                            },
-                            "backchannel_logout": True,
-                            **common,
+        text = config_yaml(
+            server={"public_url": url, "admin": {"port": 0}},
+            tokens={
+                "issuer": url,
+                "keys": "./keys",
+                "access_cookie": {"name": "gw_access"},
+            },
+            store=store,
+            login={
+                "providers": [
+                    {
+                        "name": "corp",
+                        "client_id": "gateway",
+                        "scopes": ["openid", "email", "groups"],
+                        "scopes_from": "groups",
+                        "scope_map": {
+                            "admins": ["orders:read", "orders:write"],
+                            "staff": ["orders:read"],
                         },
-                        {
-                            "name": "strict",
-                            "client_id": "strict",
-                            "scopes": ["openid", "email"],
-                            "require": {"email_verified": True},
-                            **common,
-                        },
-                    ]
-                },
-                routes=[
-                    route(
-                        "whoami",
-                        "/api/whoami",
-                        f"http://127.0.0.1:{upstream_port}",
-                        methods=["GET"],
-                    ),
-                    route(
-                        "orders",
-                        "/api/orders",
-                        f"http://127.0.0.1:{upstream_port}",
-                        methods=["GET"],
-                        scopes=["orders:read"],
-                    ),
-                ],
-            )
+                        "backchannel_logout": True,
+                        **common,
+                    },
+                    {
+                        "name": "strict",
+                        "client_id": "strict",
+                        "scopes": ["openid", "email"],
+                        "require": {"email_verified": True},
+                        **common,
+                    },
+                ]
+            },
+            routes=[
+                route(
+                    "whoami",
+                    "/api/whoami",
+                    f"http://127.0.0.1:{upstream_port}",
+                    methods=["GET"],
+                ),
+                route(
+                    "orders",
+                    "/api/orders",
+                    f"http://127.0.0.1:{upstream_port}",
+                    methods=["GET"],
+                    scopes=["orders:read"],
+                ),
+            ],
         )
-        gateway = GatewayProcess(config, port, admin_port=admin_port, env={"OIDC_SECRET": SECRET})
+        started: list[GatewayProcess] = []
         try:
-            # Discovery runs in the background: /readyz says when the providers are known.
-            def ready() -> httpx.Response:
-                answer = httpx.get(f"{gateway.admin_url}/readyz")
-                assert answer.status_code == 200
-                return answer
-
-            eventually(ready, timeout=15)
-            yield Sso(url, gateway, provider)
+            for index in range(replicas):
+                config = folder / f"routes-{index}.yaml"
+                admin_port = free_port()
+                document = yaml.safe_load(text)
+                document["server"]["admin"]["port"] = admin_port
+                config.write_text(yaml.safe_dump(document, sort_keys=False))
+                gateway = GatewayProcess(
+                    config,
+                    port if index == 0 else free_port(),
+                    admin_port=admin_port,
+                    env={"OIDC_SECRET": SECRET},
+                )
+                started.append(gateway)
+                # Discovery runs in the background: /readyz says when the providers are known.
+                eventually(lambda: _ready(gateway), timeout=15)
+            yield Sso(url, started[0], provider, started[1:])
         finally:
-            gateway.stop()
+            for gateway in started:
+                gateway.stop()
+
+
+def _ready(gateway: GatewayProcess) -> httpx.Response:
+    answer = httpx.get(f"{gateway.admin_url}/readyz")
+    assert answer.status_code == 200, answer.text
+    return answer
