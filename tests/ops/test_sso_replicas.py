@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.oidc_provider import provider_logout
+from tests.oidc_provider import provider_login, provider_logout
 from tests.ops.test_replicas import _cleanup, _store_url
 from tests.tokenservice.conftest_oidc import Sso, sso_site
 from tests.waiting import eventually
@@ -42,3 +42,17 @@ def test_backchannel_logout_at_one_replica_refuses_the_token_at_the_other(
         return answer
 
     eventually(refused, timeout=1.5)
+
+
+def test_a_flow_started_at_one_replica_completes_once_at_another(replicated: Sso) -> None:
+    other = replicated.replicas[0]
+    with httpx.Client(timeout=10) as browser:
+        start = browser.get(f"{replicated.url}/auth/oidc/corp/start", params={"next": "/x"})
+        callback = provider_login(browser, start.headers["location"], "alice")
+        at_other = callback.replace(replicated.url, other.url)
+        flow_cookies = {k: v for k, v in browser.cookies.items() if k.startswith("gw_oidc_")}
+        answer = browser.get(at_other)
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == "/x"
+    with httpx.Client(timeout=10, cookies=flow_cookies) as thief:
+        assert thief.get(callback).status_code == 400  # the first replica knows it is used
