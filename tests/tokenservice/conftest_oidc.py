@@ -134,6 +134,10 @@ def sso_site(
         finally:
             for gateway in started:
                 gateway.stop()
+        for gateway in started:
+            printed = gateway.output()
+            assert SECRET not in printed, "the gateway printed the client secret"
+            assert "eyJ" not in printed, "the gateway printed a token"
 
 
 def _ready(gateway: GatewayProcess) -> httpx.Response:

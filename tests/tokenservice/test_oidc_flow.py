@@ -201,3 +201,26 @@ def test_password_sign_in_is_off_without_users(sso: Sso) -> None:
         headers={"origin": sso.url},
     )
     assert answer.status_code == 404
+
+
+def test_an_answer_naming_another_issuer_is_refused(sso: Sso, http: httpx.Client) -> None:
+    start = http.get(f"{sso.url}/auth/oidc/corp/start")
+    callback = provider_login(http, start.headers["location"], "alice")
+    parts = urlsplit(callback)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert query["iss"] == sso.provider.issuer  # the provider sends it (RFC 9207)
+    query["iss"] = "https://mix-up.example"
+    answer = http.get(f"{sso.url}{parts.path}?{urlencode(query)}")
+    assert answer.status_code == 400
+    assert "gw_refresh" not in http.cookies
+
+
+def test_an_unknown_provider_is_not_found(sso: Sso) -> None:
+    assert httpx.get(f"{sso.url}/auth/oidc/nobody/start").status_code == 404
+
+
+def test_backchannel_logout_is_not_found_where_it_is_off(sso: Sso) -> None:
+    answer = httpx.post(
+        f"{sso.url}/auth/oidc/strict/backchannel-logout", data={"logout_token": "x"}
+    )
+    assert answer.status_code == 404
