@@ -33,6 +33,7 @@ from gateway.proxy.forward import (
     deliver,
     request_body,
 )
+from gateway.proxy.forward_auth import VERIFY_PATH, verify
 from gateway.proxy.ratelimit import RateLimiter
 from gateway.proxy.runtime import Runtime
 from gateway.proxy.stages import (
@@ -122,6 +123,12 @@ class FrontDoor:
             return await self._answer(send, record, path)
         record.path = path[:_MAX_LOGGED_PATH]
         method: str = scope["method"]
+
+        if path == VERIFY_PATH:
+            # Before the preflight stage: the verify request carries the original's headers,
+            # and a preflight among them is the original's, judged by forward_auth.verify.
+            decision = await verify(rt, head, peer_of(scope), record)
+            return await self._answer(send, record, decision)
 
         preflight = answer_preflight(head, method, rt.cors)
         if preflight is not None:
