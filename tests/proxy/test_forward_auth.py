@@ -79,7 +79,7 @@ def status(answer: Answer) -> int:
 async def test_a_peer_outside_trusted_proxies_is_refused_403(
     runtime: tuple[Runtime, SigningKey],
 ) -> None:
-    rt, key = runtime
+    rt, _ = runtime
     answer = await decide(rt, *traefik("GET", "/public"), peer="192.0.2.9")
     assert isinstance(answer, Refusal) and (answer.status, answer.code) == (403, "forbidden")
 

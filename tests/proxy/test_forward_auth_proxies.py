@@ -19,8 +19,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import GatewayProcess, free_port
 from tests.configs import config_yaml, route
+from tests.conftest import GatewayProcess, free_port
 from tests.tokens import AUDIENCE, ISSUER, SigningKey
 from tests.upstream import ServerThread, Upstream
 from tests.waiting import eventually
@@ -154,7 +154,9 @@ def _caddy(folder: Path, port: int, gateway_port: int, upstream_port: int) -> li
 
 
 @pytest.fixture(scope="module", params=["nginx", "caddy"])
-def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
     name: str = request.param
     command = {"nginx": _nginx, "caddy": _caddy}[name]
     folder = tmp_path_factory.mktemp(name)
