@@ -79,6 +79,53 @@ def proxy_config(folder: Path, port: int, upstream_port: int) -> str:
     )
 
 
+def auth_request_config(folder: Path, port: int, upstream_port: int, gateway_port: int) -> str:
+    """nginx ``proxy_pass`` as in ``proxy_config``, each request first asking the gateway's
+    ``/auth/verify`` (``auth_request``, over its own keep-alive pool) and passing on the identity
+    headers and assertion it answers with: deploy/forward-auth/nginx.conf, tuned as the
+    reference proxy is."""
+    return (
+        _main_block(folder, "auto")
+        + f"""    upstream backend {{
+        server {LOOPBACK}:{upstream_port};
+        keepalive 64;
+        keepalive_requests {_KEEPALIVE_REQUESTS};
+    }}
+    upstream gateway {{
+        server {LOOPBACK}:{gateway_port};
+        keepalive 64;
+        keepalive_requests {_KEEPALIVE_REQUESTS};
+    }}
+    server {{
+        listen {LOOPBACK}:{port} backlog=4096;
+        location = /_gateway_verify {{
+            internal;
+            proxy_pass http://gateway/auth/verify;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
+        }}
+        location / {{
+            auth_request /_gateway_verify;
+            auth_request_set $gateway_subject $upstream_http_x_auth_subject;
+            auth_request_set $gateway_scopes $upstream_http_x_auth_scopes;
+            auth_request_set $gateway_assertion $upstream_http_x_gateway_assertion;
+            proxy_set_header X-Auth-Subject $gateway_subject;
+            proxy_set_header X-Auth-Scopes $gateway_scopes;
+            proxy_set_header X-Gateway-Assertion $gateway_assertion;
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+    )
+
+
 def start_nginx(
     processes: Processes, nginx: str, name: str, folder: Path, config: str, port: int
 ) -> Child:
