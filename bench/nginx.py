@@ -21,7 +21,8 @@ JSON_BODY = (
 _KEEPALIVE_REQUESTS = 1_000_000  # nginx's default 1000 would make wrk reconnect mid-run
 
 
-def _main_block(folder: Path, workers: str) -> str:
+def main_block(folder: Path, workers: str) -> str:
+    """The main context and the start of ``http {}``: everything but the servers."""
     user = "user root root;\n" if os.geteuid() == 0 else ""
     temp = folder / "temp"
     return f"""{user}worker_processes {workers};
@@ -44,7 +45,7 @@ http {{
 def upstream_config(folder: Path, port: int) -> str:
     """nginx answering every request with 200 and ``JSON_BODY``."""
     return (
-        _main_block(folder, "auto")
+        main_block(folder, "auto")
         + f"""    server {{
         listen {LOOPBACK}:{port} backlog=4096;
         location / {{
@@ -57,16 +58,22 @@ def upstream_config(folder: Path, port: int) -> str:
     )
 
 
-def proxy_config(folder: Path, port: int, upstream_port: int) -> str:
-    """nginx ``proxy_pass`` to the upstream over a keep-alive pool, no authentication."""
-    return (
-        _main_block(folder, "auto")
-        + f"""    upstream backend {{
-        server {LOOPBACK}:{upstream_port};
+def _pool(name: str, port: int) -> str:
+    """A keep-alive pool to one loopback server, as both proxy configurations use it."""
+    return f"""    upstream {name} {{
+        server {LOOPBACK}:{port};
         keepalive 64;
         keepalive_requests {_KEEPALIVE_REQUESTS};
     }}
-    server {{
+"""
+
+
+def proxy_config(folder: Path, port: int, upstream_port: int) -> str:
+    """nginx ``proxy_pass`` to the upstream over a keep-alive pool, no authentication."""
+    return (
+        main_block(folder, "auto")
+        + _pool("backend", upstream_port)
+        + f"""    server {{
         listen {LOOPBACK}:{port} backlog=4096;
         location / {{
             proxy_pass http://backend;
@@ -85,18 +92,10 @@ def auth_request_config(folder: Path, port: int, upstream_port: int, gateway_por
     headers and assertion it answers with: deploy/forward-auth/nginx.conf, tuned as the
     reference proxy is."""
     return (
-        _main_block(folder, "auto")
-        + f"""    upstream backend {{
-        server {LOOPBACK}:{upstream_port};
-        keepalive 64;
-        keepalive_requests {_KEEPALIVE_REQUESTS};
-    }}
-    upstream gateway {{
-        server {LOOPBACK}:{gateway_port};
-        keepalive 64;
-        keepalive_requests {_KEEPALIVE_REQUESTS};
-    }}
-    server {{
+        main_block(folder, "auto")
+        + _pool("backend", upstream_port)
+        + _pool("gateway", gateway_port)
+        + f"""    server {{
         listen {LOOPBACK}:{port} backlog=4096;
         location = /_gateway_verify {{
             internal;

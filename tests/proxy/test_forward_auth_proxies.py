@@ -19,6 +19,7 @@ import httpx
 import jwt
 import pytest
 
+from bench.nginx import main_block
 from tests.configs import config_yaml, route
 from tests.conftest import GatewayProcess, free_port
 from tests.tokens import AUDIENCE, ISSUER, SigningKey
@@ -115,27 +116,9 @@ def _nginx(folder: Path, port: int, gateway_port: int, upstream_port: int) -> li
         .replace("gateway:8080", f"127.0.0.1:{gateway_port}")
         .replace("app:8000", f"127.0.0.1:{upstream_port}")
     )
-    temp = folder / "temp"
-    temp.mkdir()
-    user = "user root root;\n" if os.geteuid() == 0 else ""
+    (folder / "temp").mkdir()
     config = folder / "nginx.conf"
-    config.write_text(
-        f"""{user}worker_processes 1;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-{server}
-}}
-"""
-    )
+    config.write_text(main_block(folder, "1") + server + "}\n")
     return [_binary("nginx"), "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(config)]
 
 

@@ -58,20 +58,30 @@ def _config(up: str, *, trusted: list[str]) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    folder = tmp_path_factory.mktemp("assertion")
+def _stack(factory: pytest.TempPathFactory, *, trusted: list[str]) -> Iterator[Stack]:
+    folder = factory.mktemp("assertion")
     key = SigningKey(folder / "keys", "ES256")
     app, port = Upstream(), free_port()
     config = folder / "routes.yaml"
-    # Loopback is not trusted here: /auth/verify from the tests is from an untrusted peer.
-    config.write_text(_config(f"http://127.0.0.1:{port}", trusted=["10.0.0.0/8"]))
+    config.write_text(_config(f"http://127.0.0.1:{port}", trusted=trusted))
     with ServerThread(app, port):
         gateway = GatewayProcess(config, free_port())
         try:
             yield Stack(gateway, app, key)
         finally:
             gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Loopback is not trusted here: /auth/verify from the tests is from an untrusted peer."""
+    yield from _stack(tmp_path_factory, trusted=["10.0.0.0/8"])
+
+
+@pytest.fixture(scope="module")
+def trusting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The tests on loopback are a trusted proxy."""
+    yield from _stack(tmp_path_factory, trusted=["127.0.0.1"])
 
 
 def verified(stack: Stack, value: str, route_name: str) -> dict[str, Any]:
@@ -129,21 +139,6 @@ def test_verify_from_a_peer_that_is_not_a_trusted_proxy_is_403(stack: Stack) -> 
     assert answer.status_code == 403 and answer.json()["error"] == "forbidden"
     assert HEADER not in answer.headers and "x-auth-subject" not in answer.headers
     assert answer.headers["cache-control"] == "no-store"
-
-
-@pytest.fixture(scope="module")
-def trusting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    folder = tmp_path_factory.mktemp("trusting")
-    key = SigningKey(folder / "keys", "ES256")
-    app, port = Upstream(), free_port()
-    config = folder / "routes.yaml"
-    config.write_text(_config(f"http://127.0.0.1:{port}", trusted=["127.0.0.1"]))
-    with ServerThread(app, port):
-        gateway = GatewayProcess(config, free_port())
-        try:
-            yield Stack(gateway, app, key)
-        finally:
-            gateway.stop()
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
