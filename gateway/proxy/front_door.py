@@ -2,9 +2,10 @@
 
 ``FrontDoor._handle`` reads as the stages in order (``stages.py`` says why this order): scan
 the head, check the framing, answer a preflight, hand the gateway's own paths to the token
-service, choose the route, authenticate, check the limits, forward. A stage that ends the
-request returns an answer, which ``_answer`` sends and records; the access record is the one
-piece of state that travels with the request.
+service, choose the route, authenticate, check the limits, forward. ``/auth/verify`` answers a
+trusted proxy's question about another request with the same stages (``forward_auth.py``). A
+stage that ends the request returns an answer, which ``_answer`` sends and records; the access
+record is the one piece of state that travels with the request.
 """
 
 from __future__ import annotations
