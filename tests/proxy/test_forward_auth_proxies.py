@@ -225,3 +225,11 @@ def test_a_spoofed_original_uri_from_the_client_cannot_reach_another_route(setup
     answer = setup.get("/admin/users", setup.key.token(scope="orders:read"), **spoofed)
     assert answer.status_code in (403, 500)  # refused either way: never let through
     assert setup.upstream.seen == []
+
+
+def test_verify_itself_is_not_reachable_through_the_proxy(setup: Setup) -> None:
+    # Through the proxy a client would be asking as the trusted proxy, and collect assertions.
+    question = {"X-Original-Method": "GET", "X-Original-URI": "/orders"}
+    answer = setup.get("/auth/verify", setup.key.token(), **question)
+    assert answer.status_code == 404
+    assert "x-gateway-assertion" not in answer.headers
