@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from gateway.config.identity import IdentityChecks
 from gateway.config.model import (
     SIGNING_ALGORITHMS,
     VERIFY_ALGORITHMS,
@@ -26,9 +27,8 @@ from gateway.config.model import (
     UsersConfig,
     origin_of,
 )
-from gateway.config.owned_headers import OWNED_UPSTREAM
 from gateway.config.providers import LoginChecks, is_safe_fetch_url
-from gateway.config.reader import NO_STRINGS, TOKEN_CHARS
+from gateway.config.reader import NO_STRINGS
 from gateway.config.routes import RouteChecks
 from gateway.config.units import parse_duration, parse_size
 from gateway.config.yaml_source import Path_
@@ -37,7 +37,7 @@ from gateway.store import KNOWN_SCHEMES
 _DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256",)
 
 
-class Builder(RouteChecks, LoginChecks):
+class Builder(RouteChecks, LoginChecks, IdentityChecks):
     """Turns the parsed document into a ``Config``, recording every problem with its line."""
 
     # -- sections -----------------------------------------------------------------------------
@@ -57,6 +57,7 @@ class Builder(RouteChecks, LoginChecks):
                     "login",
                     "identity_headers",
                     "cors",
+                    "identity_assertion",
                     "routes",
                 }
             ),
@@ -77,6 +78,7 @@ class Builder(RouteChecks, LoginChecks):
         login = self.login(top.get("login"), users_given="users" in top)
         identity = self.identity_headers(top)
         cors = self.cors(top.get("cors"))
+        assertion = self.identity_assertion(top.get("identity_assertion"), identity)
         routes = self.routes(top.get("routes"), server)
         return Config(
             source=self.source,
@@ -88,6 +90,7 @@ class Builder(RouteChecks, LoginChecks):
             login=login,
             identity_headers=identity,
             cors=cors,
+            identity_assertion=assertion,
             routes=routes,
         )
 
@@ -288,27 +291,6 @@ class Builder(RouteChecks, LoginChecks):
             verify_url=verify_url,
             file_named="file" in m,
         )
-
-    def identity_headers(self, top: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-        if "identity_headers" not in top:
-            return Config.identity_headers
-        value = top["identity_headers"]
-        p: Path_ = ("identity_headers",)
-        if value is None:
-            return ()
-        if not isinstance(value, dict):
-            self.error(p, "identity_headers must be a mapping of header name to claim")
-            return ()
-        result: list[tuple[str, str]] = []
-        for header, claim in value.items():
-            name = header.lower().replace("_", "-")
-            if not TOKEN_CHARS.match(header) or name in OWNED_UPSTREAM:
-                self.error((*p, header), f"identity_headers: {header!r} cannot be used")
-            if not isinstance(claim, str) or not claim:
-                self.error((*p, header), f"identity_headers: {header!r} must name a claim")
-                continue
-            result.append((name, claim))
-        return tuple(result)
 
     def cors(self, value: Any) -> CorsConfig | None:
         if value is None:

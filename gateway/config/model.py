@@ -174,6 +174,14 @@ class CorsConfig:
 
 
 @dataclass(frozen=True)
+class IdentityAssertionConfig:
+    """The signed identity assertion sent upstream (docs/forward-auth.md#the-identity-assertion)."""
+
+    header: str = "x-gateway-assertion"  # lower-case
+    ttl: float = 60.0
+
+
+@dataclass(frozen=True)
 class HeaderRules:
     """Changes applied to the request sent upstream (names lower-case)."""
 
@@ -202,6 +210,7 @@ class Route:
     forward_authorization: bool = False
     rate_limit: RateLimit | None = None
     headers: HeaderRules = HeaderRules()
+    identity_assertion: bool = True  # false: this route's requests carry no assertion
     line: int = 0
 
 
@@ -219,6 +228,7 @@ class Config:
         ("x-auth-scopes", "scope"),
     )
     cors: CorsConfig | None = None
+    identity_assertion: IdentityAssertionConfig | None = None
     routes: tuple[Route, ...] = field(default_factory=tuple)
 
     @property
