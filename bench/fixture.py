@@ -233,6 +233,23 @@ def _routes(upstream: str, stream_upstream: str) -> list[dict[str, Any]]:
     return routes
 
 
+def many_routes(count: int, upstream: str) -> list[dict[str, Any]]:
+    """``count`` more routes of a large table (one tenant each), none on the benchmark's path."""
+    routes: list[dict[str, Any]] = []
+    for i in range(count):
+        route: dict[str, Any] = {
+            "name": f"tenant-{i:05d}",
+            "path": f"/tenants/t{i:05d}/{_RESOURCES[i % len(_RESOURCES)]}",
+            "upstream": upstream,
+            "scopes": [f"{_RESOURCES[i % len(_RESOURCES)]}:read"],
+        }
+        if i % 2:
+            route["methods"] = ["GET", "HEAD"]
+            route["strip_prefix"] = f"/tenants/t{i:05d}"
+        routes.append(route)
+    return routes
+
+
 def write_gateway_config(
     folder: Path,
     *,
@@ -241,13 +258,18 @@ def write_gateway_config(
     upstream: str,
     stream_upstream: str,
     algorithm: str = "RS256",
+    extra_routes: int = 0,
 ) -> GatewayFixture:
-    """Generate ``routes.yaml``, the keys folder and a token into ``folder``."""
+    """Generate ``routes.yaml``, the keys folder and a token into ``folder``.
+
+    ``extra_routes`` makes the table larger (``many_routes``) without touching the benchmark's
+    own route: the rows and the instruction count that compare table sizes use it.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
     key = new_private_key(algorithm)
     write_key(folder / "keys", key)
-    routes = _routes(upstream, stream_upstream)
+    routes = _routes(upstream, stream_upstream) + many_routes(extra_routes, upstream)
     document = {
         "version": 1,
         "server": {
