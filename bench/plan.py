@@ -20,6 +20,10 @@ FLOOR = "python-floor"
 GATEWAY_1W = "gateway-1w"
 GATEWAY_2W = "gateway-2w"
 CACHE_OFF = "gateway-2w-cache-off"
+HAPROXY = "haproxy-jwt"
+HAPROXY_ROTATING = "haproxy-jwt-rotating"
+GATEWAY_MANY_ROUTES = "gateway-2w-10k-routes"
+MANY_ROUTES = 10_000
 LABELS = {
     DIRECT: "direct to upstream (nginx return 200)",
     NGINX: "nginx proxy_pass, keepalive 64, no JWT",
@@ -27,6 +31,16 @@ LABELS = {
     GATEWAY_1W: "gateway, 1 worker",
     GATEWAY_2W: "gateway, 2 workers",
     CACHE_OFF: "gateway, 2 workers, cache defeated (RS256)",
+    HAPROXY: "HAProxy 2 threads, jwt_verify RS256",
+    HAPROXY_ROTATING: "HAProxy 2 threads, jwt_verify, rotating tokens",
+    GATEWAY_MANY_ROUTES: f"gateway, 2 workers, {MANY_ROUTES:,} more routes",
+}
+# The HAProxy row each setup is compared with (the same tokens, the same concurrency).
+HAPROXY_PEER = {
+    GATEWAY_1W: HAPROXY,
+    GATEWAY_2W: HAPROXY,
+    GATEWAY_MANY_ROUTES: HAPROXY,
+    CACHE_OFF: HAPROXY_ROTATING,
 }
 RowKey = tuple[str, int]  # (setup, connections)
 PLAN: tuple[RowKey, ...] = (
@@ -34,6 +48,11 @@ PLAN: tuple[RowKey, ...] = (
     (DIRECT, 50),
     (NGINX, 1),
     (NGINX, 50),
+    (NGINX, 1000),
+    (HAPROXY, 1),
+    (HAPROXY, 50),
+    (HAPROXY_ROTATING, 50),
+    (HAPROXY, 1000),
     (FLOOR, 1),
     (FLOOR, 50),
     (GATEWAY_1W, 1),
@@ -41,8 +60,10 @@ PLAN: tuple[RowKey, ...] = (
     (GATEWAY_2W, 1),
     (GATEWAY_2W, 50),
     (CACHE_OFF, 50),
+    (GATEWAY_2W, 1000),
+    (GATEWAY_MANY_ROUTES, 50),
 )
-WRK_THREADS = {1: 1, 50: 2}  # connections -> wrk threads
+WRK_THREADS = {1: 1, 50: 2, 1000: 2}  # connections -> wrk threads
 GIB = 1024**3
 
 
@@ -99,6 +120,8 @@ class Results:
     auth_unavailable: str | None = None
     profile: Profile | None = None
     features: dict[str, Any] = field(default_factory=dict)
+    # ``gateway check`` on the large table: seconds, route count, and whether it passed.
+    route_check: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     def skip(self, setups: Sequence[str], reason: str) -> None:
