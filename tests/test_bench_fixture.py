@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.fixture import write_gateway_config
 from bench import wrk
+from bench.fixture import write_gateway_config
 from bench.plan import MANY_ROUTES, Settings
 from gateway.auth.verifier import Verifier
 from gateway.config import load_config

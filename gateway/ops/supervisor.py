@@ -36,6 +36,7 @@ from multiprocessing.context import SpawnProcess
 
 import uvicorn
 
+from gateway.http.acceptor import Acceptor
 from gateway.http.server import GatewayHttpProtocol
 from gateway.ops.inputs import Inputs, LastGood
 
@@ -47,11 +48,30 @@ log = logging.getLogger("gateway")
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the gateway."""
+    """A uvicorn server that leaves signal handling to the gateway and accepts with ``Acceptor``.
+
+    uvicorn would serve the sockets through the loop's own server, which accepts one
+    connection per turn of a busy loop (why that starves a burst: ``http/acceptor.py``)."""
+
+    acceptors: list[Acceptor]
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the lifespan and the state; no listener of its own
+        config, loop = self.config, asyncio.get_running_loop()
+
+        def factory() -> asyncio.Protocol:
+            return GatewayHttpProtocol(config, self.server_state, self.lifespan.state)
+
+        self.acceptors = [Acceptor(loop, sock, factory) for sock in sockets or []]
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for acceptor in getattr(self, "acceptors", []):
+            acceptor.close()  # before uvicorn closes the sockets
+        await super().shutdown(sockets)
 
 
 def raise_descriptor_limit() -> None:
