@@ -290,7 +290,8 @@ class Bench:
             self.processes.stop(child)
 
     def _start_gateway(self, workers: int) -> Child:
-        argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.fixture.config)]
+        argv = [self.settings.gateway_python, "-m", "gateway.cli", "serve"]
+        argv += ["--config", str(self.fixture.config)]
         argv += ["--host", LOOPBACK, "--port", str(self.ports.gateway), "--workers", str(workers)]
         child = self.processes.start(f"gateway-{workers}w", argv, cwd=self.fixture.folder)
         wait_for_status(child, _url(self.ports.gateway), self.fixture.auth_header)
@@ -376,16 +377,17 @@ class Bench:
             extra_routes=MANY_ROUTES,
         )
         _say(f"gateway check on {fixture.route_count:,} routes ...")
-        argv = [sys.executable, "-m", "gateway.cli", "check", "--config", str(fixture.config)]
+        python = self.settings.gateway_python
+        argv = [python, "-m", "gateway.cli", "check", "--config", str(fixture.config)]
         started = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=120)
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=fixture.folder, timeout=120)
         self.results.route_check = {
             "routes": fixture.route_count,
             "seconds": round(time.perf_counter() - started, 3),
             "ok": done.returncode == 0,
             "output": (done.stdout + done.stderr).strip().splitlines()[-1:],
         }
-        argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(fixture.config)]
+        argv = [python, "-m", "gateway.cli", "serve", "--config", str(fixture.config)]
         argv += ["--host", LOOPBACK, "--port", str(self.ports.gateway), "--workers", "2"]
         try:
             child = self.processes.start("gateway-many-routes", argv, cwd=fixture.folder)

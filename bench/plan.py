@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,8 @@ class Settings:
     auth_seconds: float
     install: bool
     profile: bool
+    # The interpreter that runs the gateway: the compiled wheel's virtualenv for `make bench`.
+    gateway_python: str
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -99,6 +102,7 @@ class Settings:
             auth_seconds=2.0 if quick else 5.0,
             install=not args.no_install,
             profile=args.profile,
+            gateway_python=getattr(args, "gateway_python", None) or sys.executable,
         )
 
     @property

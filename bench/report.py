@@ -241,7 +241,8 @@ def machine_line(machine: Mapping[str, Any]) -> str:
     return (
         f"machine: {machine.get('cpu_model') or 'unknown CPU'}, {machine.get('cores')} cores, "
         f"{memory / 1024**3:.0f} GiB, Python {machine.get('python')}, "
-        f"{(machine.get('nginx') or 'no nginx').removeprefix('nginx version: ')}"
+        f"{(machine.get('nginx') or 'no nginx').removeprefix('nginx version: ')}, "
+        f"{machine.get('haproxy') or 'no HAProxy'}; gateway {machine.get('gateway_build')}"
     )
 
 

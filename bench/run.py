@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seconds", type=float, help="wrk seconds per row (10; --quick 2)")
     parser.add_argument(
+        "--gateway-python",
+        help="the interpreter that runs the gateway (default: this one); `make bench` gives the "
+        "compiled wheel's, .venv-compiled/bin/python",
+    )
+    parser.add_argument(
         "--no-install", action="store_true", help="never apt-get install wrk, nginx or haproxy"
     )
     return parser
@@ -55,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     tools = system.ensure_tools(settings.install)
     machine = system.describe_machine(REPO, tools)
+    machine["gateway_build"] = system.gateway_build(settings.gateway_python)
     interrupted = False
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         bench = Bench(settings, tools, Path(folder))

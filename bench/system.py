@@ -121,6 +121,18 @@ def _cryptography_openssl() -> str | None:
     return text
 
 
+def gateway_build(python: str) -> str:
+    """``compiled`` or ``pure Python``: what the gateway's request path runs as under ``python``."""
+    code = "import gateway.http.server as m; print(m.__file__)"
+    try:
+        done = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=60, cwd="/"
+        )
+    except (subprocess.SubprocessError, OSError):
+        return "unknown"
+    return "compiled" if done.stdout.strip().endswith(".so") else "pure Python"
+
+
 def describe_machine(repo: Path, tools: dict[str, str | None]) -> dict[str, Any]:
     """CPU, cores, memory, kernel, Python and package versions, tools and the git commit."""
     nginx, wrk, haproxy = tools.get("nginx"), tools.get("wrk"), tools.get("haproxy")

@@ -130,6 +130,12 @@ def bind_public(host: str, port: int, workers: int) -> list[socket.socket]:
     return sockets
 
 
+def _build() -> str:
+    """Whether the request path runs compiled (a wheel built with mypyc: setup.py) or as Python."""
+    file = GatewayHttpProtocol.__module__ and sys.modules[GatewayHttpProtocol.__module__].__file__
+    return "compiled" if str(file).endswith((".so", ".pyd")) else "pure Python"
+
+
 # More worker exits than this per worker within the window stop the gateway (exit 3).
 CRASH_LIMIT = 5
 CRASH_WINDOW = 60.0
@@ -233,7 +239,7 @@ def serve(
         return 1
     print(
         f"gateway: serving http://{host}:{port} (admin http://{admin_host}:{admin_port}), "
-        f"{workers} worker{'s' if workers > 1 else ''}, pid {os.getpid()}",
+        f"{workers} worker{'s' if workers > 1 else ''}, pid {os.getpid()}, {_build()}",
         file=sys.stderr,
         flush=True,
     )
