@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,8 @@ class Settings:
             auth_seconds=2.0 if quick else 5.0,
             install=not args.no_install,
             profile=args.profile,
-            gateway_python=getattr(args, "gateway_python", None) or sys.executable,
+            # Absolute (the gateway runs in its fixture's folder), symlinks kept (a venv's is one).
+            gateway_python=os.path.abspath(getattr(args, "gateway_python", None) or sys.executable),
         )
 
     @property
