@@ -15,16 +15,18 @@ from gateway.auth.verifier import Verifier
 from gateway.config import load_config
 
 
-def test_the_benchmark_routes_yaml_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [0, MANY_ROUTES], ids=["30 routes", "the large table"])
+def test_the_benchmark_routes_yaml_loads(tmp_path: Path, extra: int) -> None:
     fixture = write_gateway_config(
         tmp_path,
         port=18000,
         admin_port=18001,
         upstream="http://127.0.0.1:18002",
         stream_upstream="http://127.0.0.1:18003",
+        extra_routes=extra,
     )
     config = load_config(fixture.config)
-    assert len(config.routes) == 30
+    assert len(config.routes) == 30 + extra
 
 
 @pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
@@ -35,19 +37,6 @@ def test_the_cache_defeated_row_sends_more_tokens_than_two_worker_caches_hold(qu
     )
     cache_size = inspect.signature(Verifier).parameters["cache_size"].default
     assert settings.rotating_tokens > 2 * cache_size
-
-
-def test_the_large_route_table_of_the_benchmark_loads(tmp_path: Path) -> None:
-    fixture = write_gateway_config(
-        tmp_path,
-        port=18000,
-        admin_port=18001,
-        upstream="http://127.0.0.1:18002",
-        stream_upstream="http://127.0.0.1:18003",
-        extra_routes=MANY_ROUTES,
-    )
-    config = load_config(fixture.config)
-    assert len(config.routes) == 30 + MANY_ROUTES
 
 
 def test_the_requests_over_one_and_two_seconds_are_read_from_wrk() -> None:
