@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any
-from urllib.parse import urlsplit
 
 from gateway.config.model import (
     SIGNING_ALGORITHMS,
@@ -28,6 +27,7 @@ from gateway.config.model import (
     origin_of,
 )
 from gateway.config.owned_headers import OWNED_UPSTREAM
+from gateway.config.providers import LoginChecks, is_safe_fetch_url
 from gateway.config.reader import NO_STRINGS, TOKEN_CHARS
 from gateway.config.routes import RouteChecks
 from gateway.config.units import parse_duration, parse_size
@@ -37,7 +37,7 @@ from gateway.store import KNOWN_SCHEMES
 _DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256",)
 
 
-class Builder(RouteChecks):
+class Builder(RouteChecks, LoginChecks):
     """Turns the parsed document into a ``Config``, recording every problem with its line."""
 
     # -- sections -----------------------------------------------------------------------------
@@ -54,6 +54,7 @@ class Builder(RouteChecks):
                     "trusted_issuers",
                     "store",
                     "users",
+                    "login",
                     "identity_headers",
                     "cors",
                     "routes",
@@ -73,6 +74,7 @@ class Builder(RouteChecks):
         issuers = self.trusted_issuers(top.get("trusted_issuers"), tokens)
         store = self.store(top)
         users = self.users(top.get("users"))
+        login = self.login(top.get("login"), users_given="users" in top)
         identity = self.identity_headers(top)
         cors = self.cors(top.get("cors"))
         routes = self.routes(top.get("routes"), server)
@@ -83,6 +85,7 @@ class Builder(RouteChecks):
             trusted_issuers=issuers,
             store=store,
             users=users,
+            login=login,
             identity_headers=identity,
             cors=cors,
             routes=routes,
@@ -238,7 +241,7 @@ class Builder(RouteChecks):
             jwks_file = self.get(m, p, "jwks_file", self.path_value, None)
             if (jwks_uri is None) == (jwks_file is None):
                 self.error(p, "trusted issuer: give exactly one of jwks_uri or jwks_file")
-            if jwks_uri is not None and not _is_safe_fetch_url(jwks_uri):
+            if jwks_uri is not None and not is_safe_fetch_url(jwks_uri):
                 self.error(
                     (*p, "jwks_uri"),
                     "jwks_uri: plain http is refused except for loopback hosts; use https",
@@ -354,16 +357,3 @@ class Builder(RouteChecks):
             ),
             max_age=self.get(m, p, "max_age", self.integer, d.max_age),
         )
-
-
-def _is_safe_fetch_url(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return True
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

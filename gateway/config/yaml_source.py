@@ -31,6 +31,7 @@ class Document:
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    expanded: set[Path_] = field(default_factory=set)  # values that came through ${VAR}
 
     def line(self, path: Path_) -> int:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -137,14 +138,17 @@ class _Converter:
                 doc.lines[(*path, index)] = item.start_mark.line + 1
                 items.append(self.convert(item, (*path, index), repeated))
             return items
-        return _scalar(node, doc, self.env)
+        return _scalar(node, path, doc, self.env)
 
 
-def _scalar(node: yaml.Node, doc: Document, env: Mapping[str, str]) -> Any:
+def _scalar(node: yaml.Node, path: Path_, doc: Document, env: Mapping[str, str]) -> Any:
     line = node.start_mark.line + 1
     if node.tag == _STR_TAG:  # most values: the constructor would hand back node.value
         value: Any = node.value
-        return _expand(value, line, doc, env) if "${" in value else value
+        if "${" not in value:
+            return value
+        doc.expanded.add(path)
+        return _expand(value, line, doc, env)
     try:
         value = _SCALAR_LOADER.construct_object(node, deep=True)
     # An explicit tag SafeLoader cannot build (``!!bool maybe``, ``!!int ''``) fails inside
@@ -153,6 +157,7 @@ def _scalar(node: yaml.Node, doc: Document, env: Mapping[str, str]) -> Any:
         doc.problems.append((line, f"{node.value[:40]!r}... is not a usable value"))
         return None
     if isinstance(value, str) and "${" in value:
+        doc.expanded.add(path)
         return _expand(value, line, doc, env)
     return value
 

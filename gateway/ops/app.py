@@ -41,6 +41,7 @@ from gateway.proxy.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLim
 from gateway.proxy.runtime import Runtime, build_runtime
 from gateway.store import RefreshStore, StoreError, StoreUnavailable, open_store
 from gateway.tokenservice.endpoints import Endpoint, TokenEndpoints, error
+from gateway.tokenservice.oidc_endpoints import OidcEndpoints
 
 log = logging.getLogger("gateway")
 WATCH_INTERVAL = 1.0
@@ -74,11 +75,14 @@ class GatewayApp:
         self._store_limiter: StoreRateLimiter | None = None
         self.tokens = TokenEndpoints()
         self.revoked = RevocationSet(keep_for(config.tokens))
+        self.oidc = OidcEndpoints()
         self.reload_hooks.append(self.tokens.reconfigure)
+        self.reload_hooks.append(self.oidc.reconfigure)
         self.auth_app = Starlette(
             routes=[
                 # Every method reaches it (the catch-all after it would make the others 404).
                 StarletteRoute("/.well-known/jwks.json", Endpoint(self.jwks_endpoint)),
+                *self.oidc.routes,
                 *self.tokens.routes,
             ]
         )
@@ -166,6 +170,9 @@ class GatewayApp:
         self._tasks.append(asyncio.create_task(feed.run()))
         await feed.wait_first_poll()
         await self.tokens.start(
+            config, self.keyring, store=self.store, http=self.http, revoked=self.revoked
+        )
+        self.oidc.start(
             config, self.keyring, store=self.store, http=self.http, revoked=self.revoked
         )
         self._runtime = build_runtime(
@@ -314,10 +321,12 @@ class GatewayApp:
                 problems.append(f"store cannot write ({type(exc).__name__})")
         if self.keyring is None or not self.keyring.kids:
             problems.append("no signing keys loaded")
+        elif self._runtime is None:
+            problems.append("starting")
         for issuer, source in self.jwks.items():
             if not source.ready:
                 problems.append(f"JWKS of {issuer} never fetched")
-        return problems
+        return [*problems, *self.oidc.readiness()]
 
     async def _publish(self) -> None:
         """Write buffered access-log lines every 0.2 s and the metrics snapshot every second."""
@@ -337,6 +346,7 @@ class GatewayApp:
                         log.warning("cannot publish this worker's metrics: %s", exc)
 
     async def shutdown(self) -> None:
+        await self.oidc.stop()
         for task in [*self._tasks, *self._jwks_loops.values()]:
             task.cancel()
         for task in [*self._tasks, *self._jwks_loops.values()]:
