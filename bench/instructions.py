@@ -7,6 +7,8 @@ under valgrind's callgrind (about 50 times slower, so the count of requests is s
 token cached), and counts the instructions executed while they were served, minus what the
 worker executes idle in the same time (its reload watcher, revocation feed, publisher).
 
+``--extra-routes N`` adds N routes to the table (the request's route stays the same), to show
+that the cost of a request does not grow with the table.
 ``--python`` names the interpreter of another checkout's virtual environment, so two
 versions can be compared on the same machine: the figure repeats to within 0.1%.
 Needs ``valgrind`` (Debian's package); prints one line.
@@ -66,7 +68,9 @@ def _counted(pid: int, out: Path, tag: str) -> int:
     return int(found.group(1))
 
 
-def measure(python: str, requests: int, *, assertion: bool = False) -> tuple[float, float]:
+def measure(
+    python: str, requests: int, *, assertion: bool = False, extra_routes: int = 0
+) -> tuple[float, float]:
     """Instructions per request (idle work removed) and the idle rate in instructions/s."""
     with tempfile.TemporaryDirectory(prefix="instructions-") as folder:
         up, port, admin = free_port(), free_port(), free_port()
@@ -77,6 +81,7 @@ def measure(python: str, requests: int, *, assertion: bool = False) -> tuple[flo
             upstream=f"http://127.0.0.1:{up}",
             stream_upstream=f"http://127.0.0.1:{up}",
             identity_assertion=assertion,
+            extra_routes=extra_routes,
         )
         out = Path(folder) / "callgrind.out"
         upstream = subprocess.Popen([sys.executable, "-c", _UPSTREAM, str(up)])
@@ -142,11 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--assertion", action="store_true", help="with identity_assertion (the signed identity)"
     )
+    parser.add_argument(
+        "--extra-routes", type=int, default=0, help="routes added to the table (bench/fixture.py)"
+    )
     args = parser.parse_args(argv)
-    per_request, idle = measure(args.python, args.requests, assertion=args.assertion)
+    per_request, idle = measure(
+        args.python, args.requests, assertion=args.assertion, extra_routes=args.extra_routes
+    )
     print(
         f"{per_request:,.0f} instructions per request{' with the assertion' * args.assertion} "
         f"({args.requests} requests, "
+        f"{30 + args.extra_routes:,} routes, "
         f"idle work {idle / 1e6:.2f} M instructions/s removed; {args.python})"
     )
     return 0

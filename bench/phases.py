@@ -19,14 +19,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import auth_flow, forward_auth, nginx, stream, verify_cost, wrk
+from bench import auth_flow, forward_auth, haproxy, nginx, stream, verify_cost, wrk
 from bench.cpu import CpuMeter
 from bench.fixture import (
     BENCH_PATH,
     SCOPES,
     STREAM_PREFIX,
     GatewayFixture,
+    new_private_key,
     sign_many,
+    sign_token,
     write_gateway_config,
 )
 from bench.plan import (
@@ -35,7 +37,11 @@ from bench.plan import (
     FLOOR,
     GATEWAY_1W,
     GATEWAY_2W,
+    GATEWAY_MANY_ROUTES,
+    HAPROXY,
+    HAPROXY_ROTATING,
     LABELS,
+    MANY_ROUTES,
     NGINX,
     WRK_THREADS,
     Results,
@@ -65,6 +71,7 @@ class Ports:
     floor: int = field(default_factory=free_port)
     stream: int = field(default_factory=free_port)
     gateway: int = field(default_factory=free_port)
+    haproxy: int = field(default_factory=free_port)
     admin: int = field(default_factory=free_port)
 
 
@@ -83,6 +90,7 @@ class Bench:
         self.settings = settings
         self.nginx = tools.get("nginx")
         self.wrk = tools.get("wrk")
+        self.haproxy = tools.get("haproxy")
         self.folder = folder
         self.ports = Ports()
         self.results = Results()
@@ -101,7 +109,9 @@ class Bench:
     # -- one wrk row ----------------------------------------------------------------------------
 
     def _load(self, connections: int, seconds: float) -> wrk.Load:
-        return wrk.Load(connections, WRK_THREADS[connections], seconds)
+        # At c=1000 a slow request is what is measured: let it finish instead of timing out.
+        timeout = 10.0 if connections >= 1000 else 5.0
+        return wrk.Load(connections, WRK_THREADS[connections], seconds, timeout)
 
     def _wrk(
         self,
@@ -119,6 +129,8 @@ class Bench:
             self.results.skipped[key] = "wrk is not installed"
             return
         _say(f"{LABELS[setup]}, c={connections} ...")
+        if script is None and connections >= 1000:
+            script = wrk.LATENCY_TAIL_LUA  # counts the requests over 1 s and 2 s
         servers = [server.pid] if server is not None else []
         upstreams = (
             [self.upstream.pid] if self.upstream is not None and server != self.upstream else []
@@ -144,10 +156,17 @@ class Bench:
             with contextlib.suppress(wrk.WrkError):
                 wrk.run(self.wrk, url, self._load(50, self.settings.warmup), headers=headers)
 
-    def _rows(self, setup: str, url: str, server: Child | None, headers: dict[str, str]) -> None:
+    def _rows(
+        self,
+        setup: str,
+        url: str,
+        server: Child | None,
+        headers: dict[str, str],
+        connections: Sequence[int] = (1, 50),
+    ) -> None:
         self._warm_up(url, headers)
-        for connections in (1, 50):
-            self._wrk(setup, connections, url, server, headers)
+        for count in connections:
+            self._wrk(setup, count, url, server, headers)
 
     # -- phases ---------------------------------------------------------------------------------
 
@@ -210,9 +229,50 @@ class Bench:
             self.processes, self.nginx, "nginx-proxy", folder, config, self.ports.proxy
         )
         try:
-            self._rows(NGINX, _url(self.ports.proxy), child, {})
+            self._rows(NGINX, _url(self.ports.proxy), child, {}, (1, 50, 1000))
         finally:
             self.processes.stop(child)
+
+    def measure_haproxy(self) -> None:
+        """HAProxy checking the same token (RS256 on every request) in front of the upstream."""
+        setups = [HAPROXY, HAPROXY_ROTATING]
+        if self.haproxy is None:
+            self.results.skip(setups, "haproxy is not installed")
+            return
+        if self.upstream is None:
+            return
+        folder = self.folder / "haproxy"
+        public_key = haproxy.write_public_key(folder, self.fixture.key)
+        config = haproxy.config(self.ports.haproxy, self.ports.upstream, public_key)
+        child = haproxy.start_haproxy(
+            self.processes, self.haproxy, folder, config, self.ports.haproxy
+        )
+        try:
+            url = _url(self.ports.haproxy)
+            refused = self._refuses_bad_tokens(url)
+            if refused is not None:
+                self.results.skip(setups, refused)
+                return
+            self._rows(HAPROXY, url, child, self.fixture.auth_header, (1, 50))
+            self._rotating(HAPROXY_ROTATING, url, child)
+            self._wrk(HAPROXY, 1000, url, child, self.fixture.auth_header)
+        finally:
+            self.processes.stop(child)
+
+    def _refuses_bad_tokens(self, url: str) -> str | None:
+        """Why the proxy cannot be measured: it lets a bad token through or refuses the good one."""
+        forged = sign_token(new_private_key(self.fixture.algorithm), self.fixture.algorithm)
+        expired = sign_token(self.fixture.key, self.fixture.algorithm, now=time.time() - 7200)
+        for what, headers, wanted in (
+            ("the good token", self.fixture.auth_header, 200),
+            ("no token", {}, 401),
+            ("a forged token", {"Authorization": f"Bearer {forged}"}, 401),
+            ("an expired token", {"Authorization": f"Bearer {expired}"}, 401),
+        ):
+            status = http_status(url, headers)
+            if status != wanted:
+                return f"sanity check failed: {what} got {status}, not {wanted}"
+        return None
 
     def measure_floor(self) -> None:
         """The least a Python proxy on this stack costs (bench/floor_proxy.py), 2 workers."""
@@ -230,7 +290,8 @@ class Bench:
             self.processes.stop(child)
 
     def _start_gateway(self, workers: int) -> Child:
-        argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.fixture.config)]
+        argv = [self.settings.gateway_python, "-m", "gateway.cli", "serve"]
+        argv += ["--config", str(self.fixture.config)]
         argv += ["--host", LOOPBACK, "--port", str(self.ports.gateway), "--workers", str(workers)]
         child = self.processes.start(f"gateway-{workers}w", argv, cwd=self.fixture.folder)
         wait_for_status(child, _url(self.ports.gateway), self.fixture.auth_header)
@@ -280,26 +341,65 @@ class Bench:
         def body(child: Child) -> None:
             url = _url(self.ports.gateway)
             self._rows(GATEWAY_2W, url, child, self.fixture.auth_header)
-            self._cache_off(url, child)
+            self._rotating(CACHE_OFF, url, child)
+            self._wrk(GATEWAY_2W, 1000, url, child, self.fixture.auth_header)
             if self.settings.profile:
                 self._profile(child, url)
             self._token_endpoints()
 
         self._gateway_phase([GATEWAY_2W, CACHE_OFF], 2, body)
 
-    def _cache_off(self, url: str, child: Child) -> None:
+    def _rotating(self, setup: str, url: str, child: Child) -> None:
+        """c=50 with a different RS256 token on every request (``setup`` names the row)."""
         if not self.tokens_file.exists():
-            self.results.skipped[(CACHE_OFF, 50)] = "no rotating tokens"
+            self.results.skipped[(setup, 50)] = "no rotating tokens"
             return
         lines = self.tokens_file.read_text().split()
         for token in (lines[0], lines[-1]):
             status = http_status(url, {"Authorization": f"Bearer {token}"})
             if status != 200:
-                self.results.skipped[(CACHE_OFF, 50)] = f"a rotating token got {status}"
+                self.results.skipped[(setup, 50)] = f"a rotating token got {status}"
                 return
         # No warm-up: it would put the first tokens of each thread's cycle into the cache.
         script_args = [str(self.tokens_file), str(WRK_THREADS[50])]
-        self._wrk(CACHE_OFF, 50, url, child, {}, wrk.ROTATE_TOKENS_LUA, script_args)
+        self._wrk(setup, 50, url, child, {}, wrk.ROTATE_TOKENS_LUA, script_args)
+
+    def measure_many_routes(self) -> None:
+        """``gateway check`` on a table of 10,000 more routes, then 2 workers serving it at c=50."""
+        if self.upstream is None:
+            return
+        fixture = write_gateway_config(
+            self.folder / "gateway-many-routes",
+            port=self.ports.gateway,
+            admin_port=self.ports.admin,
+            upstream=f"http://{LOOPBACK}:{self.ports.upstream}",
+            stream_upstream=f"http://{LOOPBACK}:{self.ports.stream}",
+            extra_routes=MANY_ROUTES,
+        )
+        _say(f"gateway check on {fixture.route_count:,} routes ...")
+        python = self.settings.gateway_python
+        argv = [python, "-m", "gateway.cli", "check", "--config", str(fixture.config)]
+        started = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=fixture.folder, timeout=120)
+        self.results.route_check = {
+            "routes": fixture.route_count,
+            "seconds": round(time.perf_counter() - started, 3),
+            "ok": done.returncode == 0,
+            "output": (done.stdout + done.stderr).strip().splitlines()[-1:],
+        }
+        argv = [python, "-m", "gateway.cli", "serve", "--config", str(fixture.config)]
+        argv += ["--host", LOOPBACK, "--port", str(self.ports.gateway), "--workers", "2"]
+        try:
+            child = self.processes.start("gateway-many-routes", argv, cwd=fixture.folder)
+            wait_for_status(child, _url(self.ports.gateway), fixture.auth_header, timeout=60)
+        except StartError as error:
+            self.results.skip([GATEWAY_MANY_ROUTES], f"did not start: {str(error).splitlines()[0]}")
+            return
+        try:
+            url = _url(self.ports.gateway)
+            self._rows(GATEWAY_MANY_ROUTES, url, child, fixture.auth_header, (50,))
+        finally:
+            self.processes.stop(child)
 
     def _detect_features(self, child: Child) -> None:
         """Whether the measured gateway wrote access-log lines and served /metrics."""
@@ -384,11 +484,13 @@ class Bench:
                 self.start_upstreams,
                 self.measure_direct,
                 self.measure_nginx_proxy,
+                self.measure_haproxy,
                 self.measure_floor,
                 self.measure_gateway_1w,
                 self.measure_gateway_2w,
                 self.measure_assertion,
                 self.measure_forward_auth,
+                self.measure_many_routes,
             ):
                 self._phase(phase)
         self._phase(self.measure_verify)

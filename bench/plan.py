@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,10 @@ CACHE_OFF = "gateway-2w-cache-off"
 ASSERTION = "gateway-2w-assertion"
 AUTH_REQUEST = "nginx-auth-request"
 VERIFY = "gateway-verify"
+HAPROXY = "haproxy-jwt"
+HAPROXY_ROTATING = "haproxy-jwt-rotating"
+GATEWAY_MANY_ROUTES = "gateway-2w-10k-routes"
+MANY_ROUTES = 10_000
 LABELS = {
     DIRECT: "direct to upstream (nginx return 200)",
     NGINX: "nginx proxy_pass, keepalive 64, no JWT",
@@ -33,6 +39,16 @@ LABELS = {
     ASSERTION: "gateway, 2 workers, identity_assertion on",
     AUTH_REQUEST: "nginx auth_request + gateway /auth/verify (2 workers)",
     VERIFY: "gateway /auth/verify alone, 2 workers",
+    HAPROXY: "HAProxy 2 threads, jwt_verify RS256",
+    HAPROXY_ROTATING: "HAProxy 2 threads, jwt_verify, rotating tokens",
+    GATEWAY_MANY_ROUTES: f"gateway, 2 workers, {MANY_ROUTES:,} more routes",
+}
+# The HAProxy row each setup is compared with (the same tokens, the same concurrency).
+HAPROXY_PEER = {
+    GATEWAY_1W: HAPROXY,
+    GATEWAY_2W: HAPROXY,
+    GATEWAY_MANY_ROUTES: HAPROXY,
+    CACHE_OFF: HAPROXY_ROTATING,
 }
 RowKey = tuple[str, int]  # (setup, connections)
 PLAN: tuple[RowKey, ...] = (
@@ -40,6 +56,11 @@ PLAN: tuple[RowKey, ...] = (
     (DIRECT, 50),
     (NGINX, 1),
     (NGINX, 50),
+    (NGINX, 1000),
+    (HAPROXY, 1),
+    (HAPROXY, 50),
+    (HAPROXY_ROTATING, 50),
+    (HAPROXY, 1000),
     (FLOOR, 1),
     (FLOOR, 50),
     (GATEWAY_1W, 1),
@@ -52,8 +73,10 @@ PLAN: tuple[RowKey, ...] = (
     (AUTH_REQUEST, 1),
     (AUTH_REQUEST, 50),
     (VERIFY, 50),
+    (GATEWAY_2W, 1000),
+    (GATEWAY_MANY_ROUTES, 50),
 )
-WRK_THREADS = {1: 1, 50: 2}  # connections -> wrk threads
+WRK_THREADS = {1: 1, 50: 2, 1000: 2}  # connections -> wrk threads
 GIB = 1024**3
 
 
@@ -71,6 +94,8 @@ class Settings:
     auth_seconds: float
     install: bool
     profile: bool
+    # The interpreter that runs the gateway: the compiled wheel's virtualenv for `make bench`.
+    gateway_python: str
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -89,6 +114,8 @@ class Settings:
             auth_seconds=2.0 if quick else 5.0,
             install=not args.no_install,
             profile=args.profile,
+            # Absolute (the gateway runs in its fixture's folder), symlinks kept (a venv's is one).
+            gateway_python=os.path.abspath(getattr(args, "gateway_python", None) or sys.executable),
         )
 
     @property
@@ -110,6 +137,8 @@ class Results:
     auth_unavailable: str | None = None
     profile: Profile | None = None
     features: dict[str, Any] = field(default_factory=dict)
+    # ``gateway check`` on the large table: seconds, route count, and whether it passed.
+    route_check: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     def skip(self, setups: Sequence[str], reason: str) -> None:

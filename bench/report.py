@@ -17,6 +17,8 @@ from bench.plan import (
     FLOOR,
     GATEWAY_1W,
     GATEWAY_2W,
+    HAPROXY,
+    HAPROXY_PEER,
     LABELS,
     NGINX,
     PLAN,
@@ -43,6 +45,7 @@ def table(rows: Rows, cpu: Mapping[RowKey, CpuUse], skipped: Mapping[RowKey, str
         "p50 ms",
         "p99 ms",
         "vs nginx",
+        "vs HAProxy",
         "vs direct",
         "CPU us/req",
         "others' load",
@@ -54,10 +57,11 @@ def table(rows: Rows, cpu: Mapping[RowKey, CpuUse], skipped: Mapping[RowKey, str
         label = LABELS.get(setup, setup)
         if result is None:
             reason = skipped.get((setup, connections), "not run")
-            lines.append((label, str(connections), *["-"] * 7, f"skipped: {reason}"))
+            lines.append((label, str(connections), *["-"] * 8, f"skipped: {reason}"))
             continue
         nginx = rows.get((NGINX, connections))
         direct = rows.get((DIRECT, connections))
+        peer = rows.get((HAPROXY_PEER[setup], connections)) if setup in HAPROXY_PEER else None
         use = cpu.get((setup, connections))
         lines.append(
             (
@@ -67,6 +71,7 @@ def table(rows: Rows, cpu: Mapping[RowKey, CpuUse], skipped: Mapping[RowKey, str
                 f"{result.p50_ms:.3f}",
                 f"{result.p99_ms:.3f}",
                 _ratio(result.requests_per_s, nginx.requests_per_s if nginx else None),
+                _ratio(result.requests_per_s, peer.requests_per_s if peer else None),
                 _ratio(result.requests_per_s, direct.requests_per_s if direct else None),
                 f"{use.server / result.requests * 1e6:.0f}" if use and result.requests else "-",
                 f"{use.others_cores:.2f} cores" if use else "-",
@@ -92,10 +97,31 @@ def added_latency_line(rows: Rows) -> str:
         return "c=1 median added over direct: not measured"
     parts = [
         f"{LABELS[setup]} +{rows[(setup, 1)].p50_ms - direct.p50_ms:.3f} ms"
-        for setup in (NGINX, FLOOR, GATEWAY_1W, GATEWAY_2W)
+        for setup in (NGINX, HAPROXY, FLOOR, GATEWAY_1W, GATEWAY_2W)
         if (setup, 1) in rows
     ]
     return f"c=1 median added over direct ({direct.p50_ms:.3f} ms): " + "; ".join(parts)
+
+
+def tail_line(rows: Rows, connections: int = 1000) -> str:
+    """At c=1000: the slowest requests, which a starved connection shows."""
+    parts = []
+    for (setup, count), result in rows.items():
+        if count != connections:
+            continue
+        parts.append(
+            f"{LABELS[setup]} p99 {result.p99_ms:.0f} ms, over 1 s {result.over_1s}, "
+            f"over 2 s {result.over_2s}, timeouts (10 s) {result.timeouts}"
+        )
+    return f"c={connections}: " + ("; ".join(parts) or "not measured")
+
+
+def route_check_line(check: Mapping[str, Any] | None) -> str:
+    """How long ``gateway check`` took on the large route table."""
+    if check is None:
+        return "gateway check on the large route table: not measured"
+    verdict = "OK" if check["ok"] else f"FAILED: {' '.join(check['output'])}"
+    return f"gateway check on {check['routes']:,} routes: {check['seconds']:.2f} s, {verdict}"
 
 
 NOISY_CORES = 0.25
@@ -129,7 +155,7 @@ def cpu_line(rows: Rows, cpu: Mapping[RowKey, CpuUse], connections: int = 50) ->
 
     nginx = per_request(NGINX)
     parts = []
-    for setup in (NGINX, FLOOR, GATEWAY_1W, GATEWAY_2W, CACHE_OFF):
+    for setup in (NGINX, HAPROXY, FLOOR, GATEWAY_1W, GATEWAY_2W, CACHE_OFF):
         value = per_request(setup)
         if value is not None:
             ratio = f" ({value / nginx:.1f}x nginx)" if nginx and setup != NGINX else ""
@@ -215,7 +241,8 @@ def machine_line(machine: Mapping[str, Any]) -> str:
     return (
         f"machine: {machine.get('cpu_model') or 'unknown CPU'}, {machine.get('cores')} cores, "
         f"{memory / 1024**3:.0f} GiB, Python {machine.get('python')}, "
-        f"{(machine.get('nginx') or 'no nginx').removeprefix('nginx version: ')}"
+        f"{(machine.get('nginx') or 'no nginx').removeprefix('nginx version: ')}, "
+        f"{machine.get('haproxy') or 'no HAProxy'}; gateway {machine.get('gateway_build')}"
     )
 
 
@@ -229,6 +256,8 @@ def print_run(
     print()
     print(added_latency_line(results.rows))
     print(cpu_line(results.rows, results.cpu))
+    print(tail_line(results.rows))
+    print(route_check_line(results.route_check))
     warning = noise_line(results.cpu)
     if warning is not None:
         print(warning)
@@ -279,6 +308,7 @@ def document(
         "machine": dict(machine),
         "settings": {**asdict(settings), **fixture},
         "gateway_features": results.features,
+        "route_check": results.route_check,
         "rows": rows,
         "streams": [s.as_dict() for s in results.streams],
         "verify": [asdict(c) for c in results.costs],

@@ -1,4 +1,4 @@
-"""What the run needs from the system (wrk, nginx) and what it records about the machine."""
+"""What the run needs from the system (wrk, nginx, haproxy) and what it records of the machine."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-REQUIRED_TOOLS = ("wrk", "nginx")
+REQUIRED_TOOLS = ("wrk", "nginx", "haproxy")
 PACKAGES = ("uvicorn", "uvloop", "httptools", "aiohttp", "pyjwt", "cryptography", "starlette")
 _INSTALL_TIMEOUT = 300.0
 
@@ -121,9 +121,21 @@ def _cryptography_openssl() -> str | None:
     return text
 
 
+def gateway_build(python: str) -> str:
+    """``compiled`` or ``pure Python``: what the gateway's request path runs as under ``python``."""
+    code = "import gateway.http.server as m; print(m.__file__)"
+    try:
+        done = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=60, cwd="/"
+        )
+    except (subprocess.SubprocessError, OSError):
+        return "unknown"
+    return "compiled" if done.stdout.strip().endswith(".so") else "pure Python"
+
+
 def describe_machine(repo: Path, tools: dict[str, str | None]) -> dict[str, Any]:
     """CPU, cores, memory, kernel, Python and package versions, tools and the git commit."""
-    nginx, wrk = tools.get("nginx"), tools.get("wrk")
+    nginx, wrk, haproxy = tools.get("nginx"), tools.get("wrk"), tools.get("haproxy")
     status = _git(repo, "status", "--porcelain")
     return {
         "cpu_model": _cpu_model(),
@@ -137,6 +149,7 @@ def describe_machine(repo: Path, tools: dict[str, str | None]) -> dict[str, Any]
         "packages": {name: _version(name) for name in PACKAGES},
         "nginx": _first_line([nginx, "-v"]) if nginx else None,
         "wrk": _first_line([wrk, "--version"]) if wrk else None,
+        "haproxy": _first_line([haproxy, "-v"]) if haproxy else None,
         "git_commit": _git(repo, "rev-parse", "HEAD"),
         "git_dirty_files": None if status is None else len(status.splitlines()),
         "loadavg_before": loadavg(),

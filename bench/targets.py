@@ -1,4 +1,8 @@
-"""Issue 5's targets, checked against one run's measurements. A miss is reported, never raised."""
+"""The targets of issues 5 and 16, checked against one run's measurements.
+
+A miss is reported, never raised. Issue 16 measures the gateway against HAProxy checking the
+same token (bench/haproxy.py) and at c=1000.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.plan import ASSERTION, CACHE_OFF, DIRECT, GATEWAY_1W, GATEWAY_2W, NGINX, RowKey
+from bench.plan import (
+    ASSERTION,
+    CACHE_OFF,
+    DIRECT,
+    GATEWAY_1W,
+    GATEWAY_2W,
+    HAPROXY,
+    HAPROXY_ROTATING,
+    NGINX,
+    RowKey,
+)
 from bench.stream import StreamResult
 from bench.verify_cost import CacheBound, VerifyCost
 from bench.wrk import WrkResult
@@ -18,6 +32,13 @@ MAX_ADDED_MEDIAN_MS = 0.35
 MAX_STREAM_RSS_GROWTH_MIB = 30.0
 MAX_CACHE_HIT_US = 2.0
 MAX_ASSERTION_COST = 0.05
+# Issue 16, against HAProxy 2 threads.
+MIN_SHARE_OF_HAPROXY = 0.8
+MAX_P99_OF_HAPROXY = 1.5
+MIN_SHARE_OF_HAPROXY_ROTATING = 0.5
+MAX_ADDED_OVER_HAPROXY_MS = 0.05
+MAX_P99_OF_HAPROXY_C1000 = 2.0
+MAX_ROUTE_CHECK_S = 2.0
 
 Rows = Mapping[RowKey, WrkResult]
 
@@ -131,14 +152,72 @@ def _bounded(bound: CacheBound | None) -> Verdict:
     return Verdict(target, bound.bounded, detail)
 
 
+def _versus_haproxy(
+    rows: Rows, setup: str, peer: str, connections: int, share: float, p99_factor: float | None
+) -> Verdict:
+    label = {GATEWAY_2W: "gateway 2 workers", CACHE_OFF: "gateway 2 workers, cache defeated"}
+    target = f"{label[setup]} c={connections} >= {share:.0%} of HAProxy"
+    if p99_factor is not None:
+        target += f", p99 <= {p99_factor:g}x HAProxy's"
+    gateway, haproxy = rows.get((setup, connections)), rows.get((peer, connections))
+    if gateway is None or haproxy is None or haproxy.requests_per_s == 0:
+        return Verdict(target, None, "not measured")
+    ratio = gateway.requests_per_s / haproxy.requests_per_s
+    passed = ratio >= share
+    detail = f"{ratio:.1%} ({gateway.requests_per_s:,.0f} / {haproxy.requests_per_s:,.0f} req/s)"
+    if p99_factor is not None:
+        passed = passed and gateway.p99_ms <= p99_factor * haproxy.p99_ms
+        detail += f", p99 {gateway.p99_ms:.2f} vs {haproxy.p99_ms:.2f} ms"
+    if connections >= 1000:
+        slow = gateway.over_1s
+        passed = passed and slow == 0 and gateway.timeouts == 0
+        detail += f", {slow} requests over 1 s, {gateway.timeouts} timeouts"
+    if gateway.errors:
+        passed = False
+        detail += f", {gateway.errors} errors"
+    return Verdict(target, passed, detail)
+
+
+def _added_over_haproxy(rows: Rows) -> Verdict:
+    target = f"c=1 median added <= HAProxy's + {MAX_ADDED_OVER_HAPROXY_MS} ms"
+    direct, haproxy, gateway = (
+        rows.get((DIRECT, 1)),
+        rows.get((HAPROXY, 1)),
+        rows.get((GATEWAY_2W, 1)),
+    )
+    if direct is None or haproxy is None or gateway is None:
+        return Verdict(target, None, "not measured")
+    ours, theirs = gateway.p50_ms - direct.p50_ms, haproxy.p50_ms - direct.p50_ms
+    detail = f"gateway 2 workers +{ours:.3f} ms, HAProxy +{theirs:.3f} ms"
+    return Verdict(target, ours <= theirs + MAX_ADDED_OVER_HAPROXY_MS, detail)
+
+
+def _route_check(route_check: Mapping[str, Any] | None) -> Verdict:
+    target = f"gateway check on 10,000 more routes < {MAX_ROUTE_CHECK_S:g} s"
+    if route_check is None:
+        return Verdict(target, None, "not measured")
+    detail = f"{route_check['seconds']:.2f} s for {route_check['routes']:,} routes"
+    if not route_check["ok"]:
+        return Verdict(target, False, detail + f": {' '.join(route_check['output'])}")
+    return Verdict(target, route_check["seconds"] < MAX_ROUTE_CHECK_S, detail)
+
+
 def check(
     rows: Rows,
     streams: Sequence[StreamResult],
     costs: Sequence[VerifyCost],
     bound: CacheBound | None,
+    route_check: Mapping[str, Any] | None = None,
 ) -> list[Verdict]:
-    """Every target of issue 5 that the benchmark can measure."""
+    """Every target of issues 5 and 16 that the benchmark can measure."""
     return [
+        _versus_haproxy(rows, GATEWAY_2W, HAPROXY, 50, MIN_SHARE_OF_HAPROXY, MAX_P99_OF_HAPROXY),
+        _versus_haproxy(rows, CACHE_OFF, HAPROXY_ROTATING, 50, MIN_SHARE_OF_HAPROXY_ROTATING, None),
+        _added_over_haproxy(rows),
+        _versus_haproxy(
+            rows, GATEWAY_2W, HAPROXY, 1000, MIN_SHARE_OF_HAPROXY, MAX_P99_OF_HAPROXY_C1000
+        ),
+        _route_check(route_check),
         _throughput(rows, GATEWAY_2W, MIN_SHARE_OF_NGINX, MAX_P99_MS),
         _throughput(rows, CACHE_OFF, MIN_SHARE_CACHE_OFF, None),
         _assertion(rows),

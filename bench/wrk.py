@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 ROTATE_TOKENS_LUA = Path(__file__).with_name("lua") / "rotate_tokens.lua"
+LATENCY_TAIL_LUA = Path(__file__).with_name("lua") / "latency_tail.lua"
 _TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _PERCENTILE = re.compile(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M)
 _RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
 _TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.M)
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_OVER = re.compile(r"^over ([12])s: (\d+)$", re.M)
 _SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 
@@ -29,6 +31,8 @@ class Load:
     connections: int
     threads: int
     seconds: float
+    # wrk's per-request timeout: a request slower than this is a timeout error, not a latency.
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,10 @@ class WrkResult:
     seconds: float
     non_2xx: int
     socket_errors: int
+    timeouts: int = 0
+    # Requests slower than 1 s and 2 s, when run with LATENCY_TAIL_LUA (None otherwise).
+    over_1s: int | None = None
+    over_2s: int | None = None
 
     @property
     def errors(self) -> int:
@@ -63,6 +71,7 @@ def parse(report: str) -> WrkResult:
         raise WrkError(f"unreadable wrk report:\n{report}")
     non_2xx = _NON_2XX.search(report)
     sockets = _SOCKET.search(report)
+    over = {m.group(1): int(m.group(2)) for m in _OVER.finditer(report)}
     return WrkResult(
         requests_per_s=float(rate.group(1)),
         p50_ms=percentiles["50"],
@@ -71,6 +80,9 @@ def parse(report: str) -> WrkResult:
         seconds=float(total.group(2)) * _TIME_UNITS_MS[total.group(3)] / 1000.0,
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+        timeouts=int(sockets.group(4)) if sockets else 0,
+        over_1s=over.get("1"),
+        over_2s=over.get("2"),
     )
 
 
@@ -90,7 +102,7 @@ def run(
         f"-c{load.connections}",
         f"-d{max(1, round(load.seconds))}s",
         "--timeout",
-        "5s",
+        f"{max(1, round(load.timeout))}s",
         "--latency",
     ]
     for name, value in (headers or {}).items():

@@ -8,22 +8,25 @@ from pathlib import Path
 
 import pytest
 
+from bench import wrk
 from bench.fixture import write_gateway_config
-from bench.plan import Settings
+from bench.plan import MANY_ROUTES, Settings
 from gateway.auth.verifier import Verifier
 from gateway.config import load_config
 
 
-def test_the_benchmark_routes_yaml_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [0, MANY_ROUTES], ids=["30 routes", "the large table"])
+def test_the_benchmark_routes_yaml_loads(tmp_path: Path, extra: int) -> None:
     fixture = write_gateway_config(
         tmp_path,
         port=18000,
         admin_port=18001,
         upstream="http://127.0.0.1:18002",
         stream_upstream="http://127.0.0.1:18003",
+        extra_routes=extra,
     )
     config = load_config(fixture.config)
-    assert len(config.routes) == 30
+    assert len(config.routes) == 30 + extra
 
 
 @pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
@@ -34,3 +37,14 @@ def test_the_cache_defeated_row_sends_more_tokens_than_two_worker_caches_hold(qu
     )
     cache_size = inspect.signature(Verifier).parameters["cache_size"].default
     assert settings.rotating_tokens > 2 * cache_size
+
+
+def test_the_requests_over_one_and_two_seconds_are_read_from_wrk() -> None:
+    report = (
+        "  Latency Distribution\n     50%  12.00ms\n     75%   20.00ms\n     90%   40.00ms\n"
+        "     99%    1.50s\n  1000 requests in 10.00s, 1.00MB read\n"
+        "  Socket errors: connect 0, read 0, write 0, timeout 2\n"
+        "Requests/sec:    100.00\nover 1s: 7\nover 2s: 1\n"
+    )
+    result = wrk.parse(report)
+    assert (result.over_1s, result.over_2s, result.timeouts) == (7, 1, 2)

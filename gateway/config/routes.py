@@ -34,6 +34,9 @@ class RouteChecks(Reader):
         routes = [self.route(item, ("routes", i), server) for i, item in enumerate(value)]
         built = [r for r in routes if r is not None]
         names: dict[str, int] = {}
+        # Only routes sharing a path can overlap: grouping by path keeps a table of 10,000
+        # routes linear (comparing every pair took seconds).
+        by_path: dict[str, list[Route]] = {}
         for index, route in enumerate(built):
             if route.name in names:
                 self.error(
@@ -41,13 +44,15 @@ class RouteChecks(Reader):
                     f"route name {route.name!r} is already used on line {names[route.name]}",
                 )
             names.setdefault(route.name, route.line)
-            for other in built[:index]:
-                if other.path == route.path and _methods_overlap(other.methods, route.methods):
+            same_path = by_path.setdefault(route.path, [])
+            for other in same_path:
+                if _methods_overlap(other.methods, route.methods):
                     self.error(
                         ("routes", index, "path"),
                         f"route {route.name!r} has the same path and methods as route "
                         f"{other.name!r} (line {other.line})",
                     )
+            same_path.append(route)
         return tuple(built)
 
     def route(self, value: Any, p: Path_, server: ServerConfig) -> Route | None:

@@ -261,8 +261,7 @@ class Connection(asyncio.Protocol):
 
     async def write(self, data: bytes, *, chunked: bool) -> None:
         """Write part of the request body, waiting while the upstream is not reading."""
-        if self.failure is not None:
-            raise self.failure
+        self._raise_failure()
         assert self.transport is not None
         if chunked:
             self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
@@ -275,8 +274,7 @@ class Connection(asyncio.Protocol):
                 await drain
             finally:
                 self._drain = None
-            if self.failure is not None:
-                raise self.failure
+            self._raise_failure()
 
     async def read_head(self, timeout: float) -> None:
         """Wait until the final status line and headers are in (``status``, ``headers``).
@@ -367,8 +365,7 @@ class Connection(asyncio.Protocol):
                     raise
 
     async def _wait(self, timeout: float) -> None:
-        if self.failure is not None:
-            raise self.failure
+        self._raise_failure()
         waiter = self._waiter = self._loop.create_future()
         timer = self._loop.call_later(timeout, expire, waiter)
         try:
@@ -376,6 +373,9 @@ class Connection(asyncio.Protocol):
         finally:
             timer.cancel()
             self._waiter = None
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:  # a call: inline, mypy(c) takes it for None past an await
         if self.failure is not None:
             raise self.failure
 

@@ -72,7 +72,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._on_refused = self.app.refused if isinstance(self.app, RefusalLog) else None
         self.loop = _loop or asyncio.get_event_loop()
         self.root_path = config.root_path
-        self.keep_alive_timeout = float(config.timeout_keep_alive)
+        self.keep_alive_timeout = float(cast(Any, config).timeout_keep_alive)  # int or float
         self.server_state = server_state
         self.default_headers: list[tuple[bytes, bytes]] = list(server_state.default_headers)
         self.app_state = app_state
@@ -231,7 +231,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             # reading the next request as this body. No upgrade is served, so refuse it.
             raise _UpgradeWithBody()
         http_version = parser.get_http_version()
-        url = httptools.parse_url(self._url)
+        url: Any = httptools.parse_url(self._url)  # not the stubs' bytes: a missing part is None
         raw_path: bytes = url.path
         path = raw_path.decode("ascii")
         if "%" in path:

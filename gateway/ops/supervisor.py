@@ -36,6 +36,7 @@ from multiprocessing.context import SpawnProcess
 
 import uvicorn
 
+from gateway.http.acceptor import Acceptor
 from gateway.http.server import GatewayHttpProtocol
 from gateway.ops.inputs import Inputs, LastGood
 
@@ -47,11 +48,30 @@ log = logging.getLogger("gateway")
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the gateway."""
+    """A uvicorn server that leaves signal handling to the gateway and accepts with ``Acceptor``.
+
+    uvicorn would serve the sockets through the loop's own server, which accepts one
+    connection per turn of a busy loop (why that starves a burst: ``http/acceptor.py``)."""
+
+    acceptors: list[Acceptor]
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the lifespan and the state; no listener of its own
+        config, loop = self.config, asyncio.get_running_loop()
+
+        def factory() -> asyncio.Protocol:
+            return GatewayHttpProtocol(config, self.server_state, self.lifespan.state)
+
+        self.acceptors = [Acceptor(loop, sock, factory) for sock in sockets or []]
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for acceptor in getattr(self, "acceptors", []):
+            acceptor.close()  # before uvicorn closes the sockets
+        await super().shutdown(sockets)
 
 
 def raise_descriptor_limit() -> None:
@@ -108,6 +128,12 @@ def bind_public(host: str, port: int, workers: int) -> list[socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+def _build() -> str:
+    """Whether the request path runs compiled (a wheel built with mypyc: setup.py) or as Python."""
+    file = GatewayHttpProtocol.__module__ and sys.modules[GatewayHttpProtocol.__module__].__file__
+    return "compiled" if str(file).endswith((".so", ".pyd")) else "pure Python"
 
 
 # More worker exits than this per worker within the window stop the gateway (exit 3).
@@ -213,7 +239,7 @@ def serve(
         return 1
     print(
         f"gateway: serving http://{host}:{port} (admin http://{admin_host}:{admin_port}), "
-        f"{workers} worker{'s' if workers > 1 else ''}, pid {os.getpid()}",
+        f"{workers} worker{'s' if workers > 1 else ''}, pid {os.getpid()}, {_build()}",
         file=sys.stderr,
         flush=True,
     )

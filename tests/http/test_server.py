@@ -69,7 +69,7 @@ async def serve(
     app: App,
     *,
     keep_alive: float = 5.0,
-    protocol: type[GatewayHttpProtocol] = GatewayHttpProtocol,
+    protocol: Callable[..., GatewayHttpProtocol] = GatewayHttpProtocol,
     sock: socket.socket | None = None,
 ) -> tuple[Served, asyncio.Task[None]]:
     if sock is None:
@@ -604,11 +604,15 @@ async def test_chunked_trailer_fields_never_join_the_headers(served: Served) -> 
     assert names == b"host,transfer-encoding,connection"
 
 
-class QuickToGiveUp(GatewayHttpProtocol):
-    send_timeout = 0.3
+def quick_to_give_up(**kwargs: Any) -> GatewayHttpProtocol:
+    # A factory, not a subclass: the compiled protocol (make test-compiled) cannot be
+    # subclassed from Python, and uvicorn takes any callable as its protocol class.
+    protocol = GatewayHttpProtocol(**kwargs)
+    protocol.send_timeout = 0.3
+    return protocol
 
 
-@pytest.mark.app.with_args(endless, protocol=QuickToGiveUp)
+@pytest.mark.app.with_args(endless, protocol=quick_to_give_up)
 async def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(
     served: Served,
 ) -> None:
@@ -638,8 +642,10 @@ async def test_a_request_cut_by_the_end_of_a_graceful_stop_gets_a_json_503(
     writer.close()
 
 
-class QuickToGiveUpOnBodies(GatewayHttpProtocol):
-    body_timeout = 0.3
+def quick_to_give_up_on_bodies(**kwargs: Any) -> GatewayHttpProtocol:
+    protocol = GatewayHttpProtocol(**kwargs)
+    protocol.body_timeout = 0.3
+    return protocol
 
 
 async def body_then_wait(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -652,7 +658,7 @@ async def body_then_wait(scope: dict[str, Any], receive: Any, send: Any) -> None
     await send({"type": "http.response.body", "body": b"waited"})
 
 
-@pytest.mark.app.with_args(echo, protocol=QuickToGiveUpOnBodies)
+@pytest.mark.app.with_args(echo, protocol=quick_to_give_up_on_bodies)
 async def test_a_request_body_that_stalls_is_answered_408_and_the_connection_closed(
     served: Served,
 ) -> None:
@@ -663,7 +669,7 @@ async def test_a_request_body_that_stalls_is_answered_408_and_the_connection_clo
     assert b'"error": "request_timeout"' in answer
 
 
-@pytest.mark.app.with_args(echo, protocol=QuickToGiveUpOnBodies)
+@pytest.mark.app.with_args(echo, protocol=quick_to_give_up_on_bodies)
 async def test_a_body_that_keeps_coming_is_not_cut_off(served: Served) -> None:
     reader, writer = await served.connect()
     writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
@@ -676,7 +682,7 @@ async def test_a_body_that_keeps_coming_is_not_cut_off(served: Served) -> None:
     writer.close()
 
 
-@pytest.mark.app.with_args(body_then_wait, protocol=QuickToGiveUpOnBodies)
+@pytest.mark.app.with_args(body_then_wait, protocol=quick_to_give_up_on_bodies)
 async def test_waiting_for_a_disconnect_after_the_body_is_not_a_stalled_body(
     served: Served,
 ) -> None:
@@ -712,7 +718,7 @@ async def test_the_proxy_logs_400_for_a_body_the_server_could_not_parse(served: 
     assert gone == [400]
 
 
-@pytest.mark.app.with_args(proxy_reading_a_body, protocol=QuickToGiveUpOnBodies)
+@pytest.mark.app.with_args(proxy_reading_a_body, protocol=quick_to_give_up_on_bodies)
 async def test_the_proxy_logs_408_for_a_body_the_server_cut_off(served: Served) -> None:
     gone.clear()
     answer = await served.exchange(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nhalf")
