@@ -248,6 +248,9 @@ def write_gateway_config(
     key = new_private_key(algorithm)
     write_key(folder / "keys", key)
     routes = _routes(upstream, stream_upstream)
+    # A users file the configuration names must exist (gateway check and serve refuse it
+    # otherwise); the benchmark logs nobody in, so an empty one does.
+    (folder / "users.yaml").write_text("users: {}\n")
     document = {
         "version": 1,
         "server": {
