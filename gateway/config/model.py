@@ -164,6 +164,7 @@ class Route:
     forward_authorization: bool = False
     rate_limit: RateLimit | None = None
     headers: HeaderRules = HeaderRules()
+    websocket: bool = False
     line: int = 0
 
 

@@ -124,9 +124,8 @@ class Connection(asyncio.Protocol):
         self._release_drain()
 
     def _release_drain(self) -> None:
-        drain = self._drain
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         if not self._active:
@@ -143,9 +142,8 @@ class Connection(asyncio.Protocol):
         self._began_here = False
         try:
             self._parser.feed_data(data)
-        except HttpParserUpgrade:
-            # The gateway never asks for an upgrade (Upgrade is hop-by-hop and dropped).
-            self._break("the upstream switched protocols unasked")
+        except HttpParserUpgrade as exc:
+            self._upgraded(data[exc.args[0] :] if exc.args else b"")
         except HttpParserError:
             if not self.complete:
                 self._break("the upstream's answer is not valid HTTP/1.1")
@@ -160,8 +158,10 @@ class Connection(asyncio.Protocol):
             if self._head_size > MAX_RESPONSE_HEAD or self._arriving > MAX_RESPONSE_HEAD:
                 self._break("the upstream's response head is too large")
         if self._fresh_parser:
-            self._parser = HttpResponseParser(self)
-            self._fresh_parser = False
+            self._parser, self._fresh_parser = HttpResponseParser(self), False
+
+    def _upgraded(self, rest: bytes) -> None:  # asked for by ``upgrade.UpgradeConnection`` only
+        self._break("the upstream switched protocols unasked")
 
     def pause_writing(self) -> None:
         self._writing_paused = True

@@ -35,6 +35,7 @@ from gateway.http.pool import UpstreamPool
 from gateway.observability import RELOADS, AccessLog, AccessRecord, publish_snapshot
 from gateway.ops.inputs import Inputs
 from gateway.ops.watch import Fingerprint, fingerprint
+from gateway.proxy.authority import AuthorityWatch
 from gateway.proxy.balancer import Balancer
 from gateway.proxy.front_door import FrontDoor, new_request_id
 from gateway.proxy.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
@@ -74,6 +75,8 @@ class GatewayApp:
         self._store_limiter: StoreRateLimiter | None = None
         self.tokens = TokenEndpoints()
         self.revoked = RevocationSet(keep_for(config.tokens))
+        # Open WebSockets and event streams, ended when their token's authority ends.
+        self.watch = AuthorityWatch(self.revoked)
         self.reload_hooks.append(self.tokens.reconfigure)
         self.auth_app = Starlette(
             routes=[
@@ -89,6 +92,7 @@ class GatewayApp:
             access_log=self.access_log,
             balancer=self.balancer,
             limiter=self.limiter,
+            watch=self.watch,
         )
 
     def runtime(self) -> Runtime:

@@ -22,6 +22,7 @@ import errno
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from starlette.types import Receive, Send
 
@@ -31,6 +32,7 @@ from gateway.http.contract import gone_status
 from gateway.http.pool import UpstreamPool
 from gateway.http.target import Target, request_head
 from gateway.observability import UPSTREAM_FAILURES
+from gateway.proxy.authority import Authority, AuthorityEnded, Watched
 from gateway.proxy.balancer import Balancer
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
@@ -95,6 +97,7 @@ class Exchange:
     attempted: bool = False
     body_started: bool = False
     response_started: bool = False
+    authority: Authority | None = None  # the request's token, if one was admitted
 
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -149,6 +152,7 @@ async def forward(
     head = request_head(method, target, path, headers, length=length, chunked=chunked)
     conn: Connection | None = None
     upload: asyncio.Future[None] | None = None
+    watched: Watched | None = None
     try:
         while True:
             conn, reused = await _connect(pool, target)
@@ -168,6 +172,8 @@ async def forward(
             break
         exchange.upstream_status = conn.status
         assert conn.headers is not None
+        if exchange.authority is not None and _is_event_stream(conn.headers):
+            watched = exchange.authority.follow(partial(_end_stream, conn))
         await send(
             {
                 "type": "http.response.start",
@@ -192,6 +198,10 @@ async def forward(
             conn = None
     except (BodyTooLarge, ClientGone):
         raise
+    except AuthorityEnded:
+        # The event stream's token ended: its chunked body ends cleanly, and the browser's
+        # EventSource reconnects with a fresh token.
+        await send({"type": "http.response.body", "body": b""})
     except TimeoutError as exc:
         raise UpstreamTimeout("the upstream did not answer in time", connect=False) from exc
     except UpstreamBroken as exc:
@@ -201,11 +211,25 @@ async def forward(
         # upstream (its connection is closed below) rather than relay an answer to no one.
         raise ClientGone(gone_status(exc)) from exc
     finally:
+        if watched is not None:
+            watched.release()
         if upload is not None and not upload.done():
             upload.cancel()
         if conn is not None:
             conn.close()
         exchange.upstream_seconds += time.perf_counter() - started
+
+
+def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"content-type":
+            return value[:17].lower() == b"text/event-stream"
+    return False
+
+
+def _end_stream(conn: Connection, why: str) -> None:
+    conn.fail(AuthorityEnded(why))
+    conn.close()  # nothing more is read: what is buffered goes out, then the body ends
 
 
 async def _connect(pool: UpstreamPool, target: Target) -> tuple[Connection, bool]:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from gateway.auth.errors import InvalidRequest, TokenError
 from gateway.auth.extract import extract_token
+from gateway.auth.token_cache import CachedToken
 from gateway.config import Route
 from gateway.observability import AccessRecord
 from gateway.proxy.access import NO_TOKEN, Denial, invalid_token
@@ -38,6 +39,7 @@ from gateway.proxy.routing import MethodNotAllowed, RouteMatch, RouteTable
 from gateway.proxy.runtime import Runtime
 
 __all__ = [
+    "ANONYMOUS",
     "MAX_HEADER_BYTES",
     "SAFE_METHODS",
     "BodyPlan",
@@ -54,7 +56,9 @@ __all__ = [
 
 MAX_HEADER_BYTES = 32 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-Identity = tuple[tuple[bytes, bytes], ...]
+# What ``authenticate`` admits on a public route, or anonymously on an optional one: no identity,
+# and no authority that could end.
+ANONYMOUS = CachedToken(float("inf"), None, {})
 
 # A random per-process prefix and a counter: unique across workers and restarts, and no
 # system call per request (request ids identify, they do not authenticate).
@@ -195,25 +199,32 @@ async def authenticate(
     path: str,
     query: bytes,
     record: AccessRecord,
-) -> Answer | Identity:
-    """The identity headers for the upstream, or why the request is refused.
+    offered: str | None = None,
+) -> Answer | CachedToken:
+    """The admitted token (``ANONYMOUS`` without one), or why the request is refused.
 
-    A verified token's subject goes into ``record``. The access cookie rides along with any
+    ``offered`` is a token a WebSocket handshake carried in ``Sec-WebSocket-Protocol``; with a
+    bearer ``Authorization`` header too it is ambiguous (400). A verified token's subject goes
+    into ``record``. The access cookie rides along with any
     request the browser makes, including a form post from another site: an unsafe request
     authenticated by it alone passes the same cross-site check as the token endpoints."""
     if route.auth == "public":
-        return ()
+        return ANONYMOUS
     try:
         token = extract_token(head.headers, query, rt.access_cookie)
     except InvalidRequest as exc:
         return Refusal(400, exc.description)
+    if offered is not None:
+        if token is not None and head.authorization:
+            return Refusal(400, "A bearer token in both Authorization and Sec-WebSocket-Protocol")
+        token = offered
     # A browser navigation cannot attach a header: with the access cookie it is sent to sign
     # in instead of shown a 401, when it has no token or only a stale cookie one.
     navigation = rt.access_cookie is not None and method == "GET" and b"text/html" in head.accept
     denial: Denial | None = None
     if token is None:
         if route.auth != "required":
-            return ()
+            return ANONYMOUS
         if navigation:
             return _sign_in(path, query, "missing")
         denial = NO_TOKEN
@@ -236,7 +247,7 @@ async def authenticate(
             record.sub = admitted.sub
             denial = rt.access[route.name].check(admitted)
             if denial is None:
-                return admitted.identity
+                return admitted
     if navigation and denial.status == 401 and not head.authorization:
         return _sign_in(path, query, denial.reason)
     return Refusal.of(denial)
