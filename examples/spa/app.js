@@ -8,6 +8,7 @@
 "use strict";
 
 let accessToken = null;
+let live = null; // the open WebSocket of live messages
 let refreshing = null; // the refresh in flight, shared by every call that met a 401 meanwhile
 
 const $ = (id) => document.getElementById(id);
@@ -138,6 +139,39 @@ async function addOrder(event) {
   }
 }
 
+// Live messages over a WebSocket through the gateway. A browser cannot set Authorization on a
+// WebSocket, so the token goes as a "bearer.<token>" entry of the subprotocols, beside the app's
+// own "live" (which the upstream chooses; the gateway never sends the token on or back). The
+// gateway closes the socket when the token expires (1008 "token expired": refresh, reconnect)
+// or the session ends (1008 "session revoked", e.g. a sign-out in any tab: stay closed).
+function openLive() {
+  if (!accessToken || (live && live.readyState <= WebSocket.OPEN)) return;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${scheme}//${location.host}/api/live`, [
+    "live",
+    `bearer.${accessToken}`,
+  ]);
+  live = socket;
+  $("live").hidden = false;
+  socket.addEventListener("open", () => {
+    $("live-state").textContent = "Connected.";
+  });
+  socket.addEventListener("message", (event) => {
+    const { n, to, time } = JSON.parse(event.data);
+    const item = document.createElement("li");
+    item.textContent = `${time} message ${n} for ${to}`;
+    const list = $("live-messages");
+    list.prepend(item);
+    while (list.children.length > 5) list.lastElementChild.remove();
+  });
+  socket.addEventListener("close", async (event) => {
+    if (live === socket) live = null;
+    $("live-state").textContent =
+      `Closed by the gateway: ${event.reason || "connection ended"} (${event.code}).`;
+    if (event.reason === "token expired" && (await refresh())) openLive();
+  });
+}
+
 async function showSignedIn() {
   const response = await api("/api/whoami");
   if (!response.ok) return;
@@ -146,6 +180,7 @@ async function showSignedIn() {
   $("who").hidden = false;
   $("signed-out").hidden = true;
   $("signed-in").hidden = false;
+  openLive();
   await loadOrders();
 }
 
