@@ -81,6 +81,7 @@ class Connection(asyncio.Protocol):
         self._arriving = 0
         self._began_here = False
         self._other_coding = False
+        self.event_stream = False  # the answer is text/event-stream
         self._sent = 0
         # Set by the uploader while it waits for the client's next body part: a pause that is
         # the client's is not the upstream's timeout (the server's body timeout bounds it).
@@ -179,24 +180,22 @@ class Connection(asyncio.Protocol):
             self.keep_alive = False  # a second answer begins: see data_received
             return
         self._began_here = True
-        self._head_size = 0
-        self._arriving = 0
-        self._other_coding = False
+        self._head_size = self._arriving = 0
+        self._other_coding = self.event_stream = False
 
     def on_status(self, status: bytes) -> None:
         self._head_size += len(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
-        self._head_size += len(name) + len(value) + 4
-        if (
-            len(name) == 17
-            and name.lower() == b"transfer-encoding"
-            and value.strip().lower() != b"chunked"
-        ):
+        size = len(name)
+        self._head_size += size + len(value) + 4
+        if size == 17 and name.lower() == b"transfer-encoding":
             # llhttp removes only the chunking: gzip under it would reach the client unlabelled
             # (Transfer-Encoding is hop-by-hop), and a close-delimited coding cannot be re-framed.
-            self._other_coding = True
+            self._other_coding = self._other_coding or value.strip().lower() != b"chunked"
+        elif size == 12 and name.lower() == b"content-type":
+            self.event_stream = value[:17].lower() == b"text/event-stream"
 
     def on_headers_complete(self) -> None:
         if self.complete:

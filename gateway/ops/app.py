@@ -76,7 +76,7 @@ class GatewayApp:
         self.tokens = TokenEndpoints()
         self.revoked = RevocationSet(keep_for(config.tokens))
         # Open WebSockets and event streams, ended when their token's authority ends.
-        self.watch = AuthorityWatch(self.revoked)
+        self.watch = AuthorityWatch(self.revoked, leeway=config.tokens.leeway)
         self.reload_hooks.append(self.tokens.reconfigure)
         self.auth_app = Starlette(
             routes=[
@@ -284,6 +284,7 @@ class GatewayApp:
         self.config = config
         self.keyring = keyring
         self._runtime = runtime
+        self.watch.leeway = config.tokens.leeway
         RELOADS.labels("ok").inc()
         self._reload_problem = None
         log.info("configuration reloaded from %s (%d routes)", path, len(config.routes))

@@ -15,11 +15,11 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 from gateway.auth.revocation import RevocationSet
+from gateway.auth.token_cache import CachedToken
 
-__all__ = ["EXPIRED", "REVOKED", "Authority", "AuthorityEnded", "AuthorityWatch", "Watched"]
+__all__ = ["EXPIRED", "REVOKED", "AuthorityEnded", "AuthorityWatch", "Watched"]
 
 EXPIRED = "token expired"
 REVOKED = "session revoked"
@@ -54,8 +54,11 @@ class Watched:
 class AuthorityWatch:
     """Every watched connection of a worker, by deadline and by session."""
 
-    def __init__(self, revoked: RevocationSet, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, revoked: RevocationSet, *, leeway: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self._revoked = revoked
+        self.leeway = leeway  # the configuration's, kept current by reloads
         self._clock = clock
         self._heap: list[tuple[float, int, Watched]] = []
         self._order = itertools.count()
@@ -80,6 +83,13 @@ class AuthorityWatch:
         if deadline < self._armed_for:
             self._arm(deadline)
         return entry
+
+    def follow(self, token: CachedToken, end: Callable[[str], None]) -> Watched | None:
+        """Watch a connection opened with ``token`` until ``exp`` plus the leeway; None for a
+        request without a token (a public route, anonymous on an optional one)."""
+        if not token.claims:
+            return None
+        return self.watch(token.exp + self.leeway, token.sid, end)
 
     def _forget(self, entry: Watched) -> None:
         self.count -= 1
@@ -123,14 +133,3 @@ class AuthorityWatch:
 
 class AuthorityEnded(Exception):
     """The token behind a streamed answer expired or its session was revoked."""
-
-
-class Authority(NamedTuple):
-    """A request's token, as the watch needs it: until when, and which session."""
-
-    watch: AuthorityWatch
-    deadline: float  # exp plus the leeway
-    sid: str | None
-
-    def follow(self, end: Callable[[str], None]) -> Watched:
-        return self.watch.watch(self.deadline, self.sid, end)

@@ -26,13 +26,14 @@ from functools import partial
 
 from starlette.types import Receive, Send
 
+from gateway.auth.token_cache import CachedToken
 from gateway.config import Route
 from gateway.http.client import Connection, UpstreamBroken
 from gateway.http.contract import gone_status
 from gateway.http.pool import UpstreamPool
 from gateway.http.target import Target, request_head
 from gateway.observability import UPSTREAM_FAILURES
-from gateway.proxy.authority import Authority, AuthorityEnded, Watched
+from gateway.proxy.authority import AuthorityEnded, AuthorityWatch, Watched
 from gateway.proxy.balancer import Balancer
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
@@ -97,7 +98,9 @@ class Exchange:
     attempted: bool = False
     body_started: bool = False
     response_started: bool = False
-    authority: Authority | None = None  # the request's token, if one was admitted
+    # An event stream in the answer ends when this token's authority does (set with a token).
+    token: CachedToken | None = None
+    watch: AuthorityWatch | None = None
 
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -172,8 +175,8 @@ async def forward(
             break
         exchange.upstream_status = conn.status
         assert conn.headers is not None
-        if exchange.authority is not None and _is_event_stream(conn.headers):
-            watched = exchange.authority.follow(partial(_end_stream, conn))
+        if conn.event_stream and exchange.watch is not None and exchange.token is not None:
+            watched = exchange.watch.follow(exchange.token, partial(_end_stream, conn))
         await send(
             {
                 "type": "http.response.start",
@@ -218,13 +221,6 @@ async def forward(
         if conn is not None:
             conn.close()
         exchange.upstream_seconds += time.perf_counter() - started
-
-
-def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if len(name) == 12 and name.lower() == b"content-type":
-            return value[:17].lower() == b"text/event-stream"
-    return False
 
 
 def _end_stream(conn: Connection, why: str) -> None:

@@ -22,7 +22,7 @@ from gateway.config import is_reserved
 from gateway.http.contract import REQUEST_ID_SCOPE_KEY, SWITCH_SCOPE_KEY, gone_status
 from gateway.observability import AccessLog, AccessRecord
 from gateway.proxy.answers import Answer, Refusal
-from gateway.proxy.authority import Authority, AuthorityWatch
+from gateway.proxy.authority import AuthorityWatch
 from gateway.proxy.balancer import Balancer
 from gateway.proxy.cors import without_cors
 from gateway.proxy.forward import (
@@ -37,7 +37,6 @@ from gateway.proxy.forward import (
 from gateway.proxy.ratelimit import RateLimiter
 from gateway.proxy.runtime import Runtime
 from gateway.proxy.stages import (
-    ANONYMOUS,
     RequestHead,
     answer_preflight,
     authenticate,
@@ -188,11 +187,8 @@ class FrontDoor:
             target_path += b"?" + query
         present, length = body_plan
         exchange = Exchange()
-        if identity is not ANONYMOUS:
-            # An event stream in the answer ends when this token's authority does.
-            exchange.authority = Authority(
-                self._watch, identity.exp + rt.config.tokens.leeway, identity.sid
-            )
+        exchange.token = identity  # an event stream in the answer lives as long as it
+        exchange.watch = self._watch
         body = request_body(receive, route.max_body, exchange) if present else None
         try:
             await deliver(

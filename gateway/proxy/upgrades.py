@@ -23,7 +23,7 @@ from gateway.proxy.ratelimit import RateLimiter
 from gateway.proxy.relay import Relay
 from gateway.proxy.routing import RouteMatch
 from gateway.proxy.runtime import Runtime
-from gateway.proxy.stages import ANONYMOUS, RequestHead, authenticate, check_rate_limit
+from gateway.proxy.stages import RequestHead, authenticate, check_rate_limit
 from gateway.proxy.websocket import (
     UPGRADE_HEADERS,
     answer_head,
@@ -112,10 +112,7 @@ class Upgrades:
             return None
         record.status = 101
         WEBSOCKETS_OPEN.labels(route.name).inc()
-        watched = None
-        if admitted is not ANONYMOUS:
-            deadline = admitted.exp + rt.config.tokens.leeway
-            watched = self._watch.watch(deadline, admitted.sid, relay.end_authority)
+        watched = self._watch.follow(admitted, relay.end_authority)
         try:
             await asyncio.shield(relay.done)
         except asyncio.CancelledError:
