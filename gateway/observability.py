@@ -345,6 +345,8 @@ class AccessLog:
 
     def _text(self, record: AccessRecord, elapsed: float) -> str:
         upstream = f" upstream={record.upstream_status}" if record.upstream_status else ""
+        if record.close_code is not None:
+            upstream += f" close={record.close_code}"
         return (
             f"{self._now()} {record.status} {record.method} {record.path} "
             f"route={record.route or '-'}{upstream} {elapsed * 1000:.1f}ms "
