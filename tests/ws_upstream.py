@@ -1,7 +1,7 @@
 """A real upstream WebSocket server for tests (the ``websockets`` package), in a thread.
 
-``/echo...`` sends every message back; ``/ticker...`` sends ``tick N`` every 50 ms; anything
-else is answered 404 before the switch. Every handshake that reached it is recorded in ``seen``
+``/echo...`` and ``/ws...`` send every message back; ``/ticker...`` sends ``tick N`` every
+50 ms; a path with ``missing`` in it, or any other, is answered 404 before the switch. Every handshake that reached it is recorded in ``seen``
 (path and headers), and every close it saw in ``closes`` (code, reason).
 """
 
@@ -40,7 +40,7 @@ class WsUpstream:
 
     def _process(self, conn: ServerConnection, request: Request) -> Response | None:
         self.seen.append(Handshake(request.path, list(request.headers.raw_items())))
-        if not request.path.startswith(("/echo", "/ticker", "/ws")):
+        if "missing" in request.path or not request.path.startswith(("/echo", "/ticker", "/ws")):
             return conn.respond(404, "no such socket\n")
         return None
 

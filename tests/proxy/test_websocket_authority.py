@@ -77,12 +77,15 @@ def stack(start_gateway: Callable[..., GatewayProcess], tmp_path: Path) -> Itera
         sockets.stop()
 
 
-async def _until_closed(ws: object) -> ConnectionClosed:
+async def _until_closed(ws: object, within: float = 5.0) -> ConnectionClosed:
+    """The close that ends ``ws``; fails if it is still open after ``within`` seconds."""
     try:
-        while True:
-            await asyncio.wait_for(ws.recv(), 10)  # type: ignore[attr-defined]
+        async with asyncio.timeout(within):
+            while True:
+                await ws.recv()  # type: ignore[attr-defined]
     except ConnectionClosed as closed:
         return closed
+    raise AssertionError("unreachable")
 
 
 async def test_logout_closes_a_live_socket_within_a_second_and_a_half(stack: Stack) -> None:
