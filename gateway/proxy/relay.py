@@ -154,7 +154,9 @@ class Relay:
             self.reason = "client" if client else "upstream"
         other = self._up.sink if client else self._down.sink
         if other is not None and not other.is_closing():
-            other.close()  # after what was written to it has left
+            other.close()  # after what was written to it has left...
+            if self._timer is None:  # ...unless that side stopped reading: then cut it off
+                self._timer = self._loop.call_later(GRACE, self.abort)
         if all(self._lost) and not self.done.done():
             if self._timer is not None:
                 self._timer.cancel()
