@@ -21,6 +21,8 @@ from setuptools import setup
 COMPILED = [
     "gateway/http/cycle.py",
     "gateway/http/client.py",
+    "gateway/http/client_io.py",
+    "gateway/http/upgrade.py",
     "gateway/http/server.py",
     "gateway/http/target.py",
     "gateway/proxy/routing.py",

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import auth_flow, forward_auth, haproxy, nginx, stream, verify_cost, wrk
+from bench import auth_flow, forward_auth, haproxy, nginx, stream, verify_cost, websocket, wrk
 from bench.cpu import CpuMeter
 from bench.fixture import (
     BENCH_PATH,
@@ -476,6 +476,19 @@ class Bench:
             self.results.notes.append(f"{phase.__name__} failed: {type(error).__name__}: {error}")
             traceback.print_exc(file=sys.stderr)
 
+    def measure_websockets(self) -> None:
+        """The WebSocket rows (bench/websocket.py): relay throughput, idle sockets."""
+        quick = self.settings.quick
+        rows = websocket.measure(2.0 if quick else 10.0, 500 if quick else websocket.IDLE_SOCKETS)
+        self.results.features["websocket"] = rows
+        self.results.notes.append(
+            f"websocket: 50 sockets echoing 1 KiB: {rows['gateway_msgs_per_s']:,.0f} msgs/s "
+            f"through the gateway, {rows['direct_msgs_per_s']:,.0f} direct "
+            f"({rows['ratio']:.0%}; target 40%); {rows['sockets']:,.0f} idle sockets: "
+            f"{rows['rss_growth_kib_per_socket']:.1f} KiB RSS each (target 32), "
+            f"{rows['idle_cpu_percent_of_a_core']:.2f}% of a core idle (target 2%)"
+        )
+
     def run(self) -> None:
         """Every phase in order; every server is stopped before the in-process measurements."""
         with self.processes:
@@ -494,3 +507,4 @@ class Bench:
             ):
                 self._phase(phase)
         self._phase(self.measure_verify)
+        self._phase(self.measure_websockets)

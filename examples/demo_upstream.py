@@ -2,22 +2,27 @@
 
 It trusts the identity headers the gateway sets, exactly as a real upstream behind Gateway
 would, and shows them back so you can see what the gateway sent. It also serves the static
-single-page app of ``examples/spa/`` at ``/app/`` (a public route of the gateway).
+single-page app of ``examples/spa/`` at ``/app/`` (a public route of the gateway), and a
+WebSocket at ``/api/live`` that sends a message every half second to whoever the gateway says
+is connected (the app shows them live; the gateway closes it when the session ends).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
+import time
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 SPA = Path(__file__).resolve().parent / "spa"
 # The app loads only its own files and talks only to its own origin (the gateway).
@@ -65,6 +70,20 @@ async def create_order(request: Request) -> JSONResponse:
     return JSONResponse(order, status_code=201)
 
 
+async def live(websocket: WebSocket) -> None:
+    # The page offers the "live" subprotocol (beside its token, which never arrives here).
+    offered = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol="live" if "live" in offered else None)
+    subject = websocket.headers.get("x-auth-subject")
+    try:
+        for count in itertools.count(1):
+            stamp = time.strftime("%H:%M:%S")
+            await websocket.send_json({"n": count, "to": subject, "time": stamp})
+            await asyncio.sleep(0.5)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client or the gateway closed it
+
+
 class SpaFiles:
     """The SPA's static files, with the page headers a real deployment would send."""
 
@@ -93,6 +112,7 @@ app = Starlette(
         Route("/api/whoami", whoami),
         Route("/api/orders", list_orders, methods=["GET"]),
         Route("/api/orders", create_order, methods=["POST"]),
+        WebSocketRoute("/api/live", live),
     ]
 )
 

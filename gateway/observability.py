@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -57,6 +57,15 @@ INPUT_FAILURES = Counter(
 ACCESS_LOG_DROPPED = Counter(
     "gateway_access_log_dropped_lines_total",
     "Access-log lines dropped because stdout stopped taking them",
+)
+WEBSOCKETS_OPEN = Gauge(
+    "gateway_websockets_open",
+    "WebSockets relayed right now",
+    ["route"],
+    multiprocess_mode="livesum",
+)
+WEBSOCKET_CLOSES = Counter(
+    "gateway_websocket_closes", "WebSockets ended, by why", ["route", "reason"]
 )
 UPSTREAM_FAILURES = Counter(
     "gateway_upstream_failures_total", "Upstream connection failures", ["route", "kind"]
@@ -221,6 +230,7 @@ class AccessRecord:
     bytes_in: int = 0
     bytes_out: int = 0
     auth_failure: str | None = None
+    close_code: int | None = None  # a WebSocket's, logged when it ends
 
 
 def _nullable(value: str | None) -> str:
@@ -322,6 +332,7 @@ class AccessLog:
         upstream_ms = "null" if record.upstream_ms is None else f"{record.upstream_ms:.3f}"
         upstream_status = "null" if record.upstream_status is None else str(record.upstream_status)
         route = encode_basestring_ascii(record.route) if record.route else "null"
+        socket = "" if record.close_code is None else f',"close_code":{record.close_code}'
         return (
             f'{{"time":"{self._now()}","request_id":{encode_basestring_ascii(record.request_id)},'
             f'"method":{encode_basestring_ascii(record.method)},'
@@ -329,11 +340,13 @@ class AccessLog:
             f'"status":{record.status},"upstream_status":{upstream_status},'
             f'"duration_ms":{elapsed * 1000:.3f},"upstream_ms":{upstream_ms},'
             f'"sub":{_nullable(record.sub)},"client":{encode_basestring_ascii(record.client)},'
-            f'"bytes_in":{record.bytes_in},"bytes_out":{record.bytes_out}}}\n'
+            f'"bytes_in":{record.bytes_in},"bytes_out":{record.bytes_out}{socket}}}\n'
         )
 
     def _text(self, record: AccessRecord, elapsed: float) -> str:
         upstream = f" upstream={record.upstream_status}" if record.upstream_status else ""
+        if record.close_code is not None:
+            upstream += f" close={record.close_code}"
         return (
             f"{self._now()} {record.status} {record.method} {record.path} "
             f"route={record.route or '-'}{upstream} {elapsed * 1000:.1f}ms "

@@ -158,8 +158,9 @@ def test_every_documented_key_is_accepted_by_the_builder(accepted: set[str]) -> 
 
 
 def test_keys_documented_as_not_yet_supported_are_refused(accepted: set[str]) -> None:
+    # Every planned key is supported today; a "Not yet supported" table, when one comes back,
+    # must list only keys the builder still refuses.
     not_yet = documented_keys().get(NOT_YET_SECTION, set())
-    assert not_yet, "the Not yet supported table is empty or gone"
     now_accepted = not_yet & accepted
     assert not now_accepted, f"now supported, move them into the reference: {now_accepted}"
 

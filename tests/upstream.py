@@ -98,6 +98,25 @@ class Upstream:
                 left -= len(piece)
                 await send({"type": "http.response.body", "body": piece, "more_body": left > 0})
             return
+        if path.startswith("/events"):
+            # A server-sent event stream: one event every 50 ms, for up to 20 s.
+            start = {"type": "http.response.start", "status": 200}
+            start["headers"] = [
+                (b"content-type", b"text/event-stream"),
+                (b"cache-control", b"no-cache"),
+            ]
+            await send(start)
+            for count in range(400):
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: tick %d\n\n" % count,
+                        "more_body": True,
+                    }
+                )
+                await asyncio.sleep(0.05)
+            await send({"type": "http.response.body", "body": b""})
+            return
         if path.startswith("/slow"):
             await asyncio.sleep(float(query.get("seconds", ["3"])[0]))
         status = int(query.get("status", ["200"])[0])

@@ -8,6 +8,8 @@
 "use strict";
 
 let accessToken = null;
+let live = null; // the open WebSocket of live messages
+let liveExpired = false; // closed at the token's expiry: reopened with the next token
 let refreshing = null; // the refresh in flight, shared by every call that met a 401 meanwhile
 
 const $ = (id) => document.getElementById(id);
@@ -27,6 +29,7 @@ function refresh() {
     })
       .then(async (response) => {
         accessToken = response.ok ? (await response.json()).access_token : null;
+        if (accessToken !== null && liveExpired) openLive();
         return accessToken !== null;
       })
       .catch(() => false)
@@ -138,6 +141,41 @@ async function addOrder(event) {
   }
 }
 
+// Live messages over a WebSocket through the gateway. A browser cannot set Authorization on a
+// WebSocket, so the token goes as a "bearer.<token>" entry of the subprotocols, beside the app's
+// own "live" (which the upstream chooses; the gateway never sends the token on or back). The
+// gateway closes the socket when the token expires (1008 "token expired": reopened with the
+// next token, which the next API call's refresh brings) or the session ends (1008 "session
+// revoked", e.g. a sign-out in any tab: it stays closed).
+function openLive() {
+  if (!accessToken || (live && live.readyState <= WebSocket.OPEN)) return;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${scheme}//${location.host}/api/live`, [
+    "live",
+    `bearer.${accessToken}`,
+  ]);
+  live = socket;
+  liveExpired = false;
+  $("live").hidden = false;
+  socket.addEventListener("open", () => {
+    $("live-state").textContent = "Connected.";
+  });
+  socket.addEventListener("message", (event) => {
+    const { n, to, time } = JSON.parse(event.data);
+    const item = document.createElement("li");
+    item.textContent = `${time} message ${n} for ${to}`;
+    const list = $("live-messages");
+    list.prepend(item);
+    while (list.children.length > 5) list.lastElementChild.remove();
+  });
+  socket.addEventListener("close", (event) => {
+    if (live === socket) live = null;
+    $("live-state").textContent =
+      `Closed by the gateway: ${event.reason || "connection ended"} (${event.code}).`;
+    liveExpired = event.reason === "token expired";
+  });
+}
+
 async function showSignedIn() {
   const response = await api("/api/whoami");
   if (!response.ok) return;
@@ -162,6 +200,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("sign-in").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
   $("load").addEventListener("click", loadOrders);
+  $("go-live").addEventListener("click", openLive);
   $("new-order").addEventListener("submit", addOrder);
   // A session already open in this browser (another tab, a reload) is picked up silently.
   if (await refresh()) {

@@ -81,22 +81,27 @@ class IdentityAsserter:
         self._clock = clock
         self._batch = max(1, cache_size // 8)
         self.maxsize = cache_size
-        self._entries: dict[tuple[str, str], tuple[float, Identity]] = {}
+        self._entries: dict[tuple[str, str], tuple[float, CachedToken]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def identity(self, token: str, route: str, admitted: CachedToken) -> Identity:
         """``admitted``'s identity headers followed by the assertion for ``route``."""
+        return self.admitted(token, route, admitted).identity
+
+    def admitted(self, token: str, route: str, admitted: CachedToken) -> CachedToken:
+        """``admitted`` with the assertion for ``route`` after its identity headers: kept whole,
+        so a reused assertion costs the request no new object."""
         now = self._clock()
         key = (token, route)
         entry = self._entries.get(key)
         if entry is not None and now < entry[0]:
             return entry[1]
         assertion, reuse_until = self.sign(route, admitted, now)
-        identity = (*admitted.identity, (self._header, assertion))
-        self._remember(key, (reuse_until, identity))
-        return identity
+        asserted = admitted._replace(identity=(*admitted.identity, (self._header, assertion)))
+        self._remember(key, (reuse_until, asserted))
+        return asserted
 
     def sign(self, route: str, admitted: CachedToken, now: float) -> tuple[bytes, float]:
         """A new assertion, and until when it may be reused."""
@@ -122,7 +127,7 @@ class IdentityAsserter:
         )
         return signed.encode("ascii"), max(iat + (exp - iat) / 2, now + _MIN_REUSE)
 
-    def _remember(self, key: tuple[str, str], entry: tuple[float, Identity]) -> None:
+    def _remember(self, key: tuple[str, str], entry: tuple[float, CachedToken]) -> None:
         if self.maxsize == 0:
             return
         entries = self._entries

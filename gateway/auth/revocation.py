@@ -11,6 +11,9 @@ worker or replica stops the family's access tokens everywhere within about one i
   it started; it runs before the gateway reports started, bounded to ``STARTUP_WAIT`` seconds.
 - Later polls ask from the previous poll's time minus ``OVERLAP``: a revocation stamped by a
   replica whose clock runs a little behind, or committed just after our read, is still seen.
+- Whoever must act on a revocation at once (the open WebSockets and event streams of that
+  session, ``proxy/authority.py``) ``subscribe``s: it is told of each newly revoked ``sid``,
+  from a local logout or a poll, the moment it is added; nothing is polled per connection.
 - A store outage is logged once when it starts and once when it ends (one line each, no
   traceback); polling goes on, and the set keeps what it knew.
 """
@@ -50,6 +53,7 @@ class RevocationSet(Container[str]):
     def __init__(self, keep: float) -> None:
         self.keep = keep
         self._until: dict[str, float] = {}
+        self._listeners: list[Callable[[str], None]] = []
 
     def __contains__(self, sid: object) -> bool:
         return sid in self._until
@@ -60,8 +64,16 @@ class RevocationSet(Container[str]):
     def add(self, sid: str, revoked_at: float) -> None:
         """Record ``sid`` as revoked at ``revoked_at`` (seconds since the epoch)."""
         until = revoked_at + self.keep
-        if until > self._until.get(sid, 0.0):
+        known = self._until.get(sid)
+        if known is None or until > known:
             self._until[sid] = until
+        if known is None:
+            for listener in self._listeners:
+                listener(sid)
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(sid)`` for every session revoked from now on."""
+        self._listeners.append(listener)
 
     def prune(self, now: float) -> None:
         """Forget revocations whose access tokens have all expired by ``now``."""

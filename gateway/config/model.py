@@ -211,6 +211,7 @@ class Route:
     rate_limit: RateLimit | None = None
     headers: HeaderRules = HeaderRules()
     identity_assertion: bool = True  # false: this route's requests carry no assertion
+    websocket: bool = False
     line: int = 0
 
 

@@ -72,6 +72,7 @@ class RouteChecks(Reader):
                 "rate_limit",
                 "headers",
                 "identity_assertion",
+                "websocket",
             }
         )
         if not isinstance(value, dict):
@@ -160,6 +161,7 @@ class RouteChecks(Reader):
             rate_limit=rate,
             headers=self.header_rules(m.get("headers"), (*p, "headers")),
             identity_assertion=self.get(m, p, "identity_assertion", self.boolean, True),
+            websocket=self.get(m, p, "websocket", self.boolean, False),
             line=line,
         )
 

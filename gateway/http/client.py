@@ -81,6 +81,7 @@ class Connection(asyncio.Protocol):
         self._arriving = 0
         self._began_here = False
         self._other_coding = False
+        self.event_stream = False  # the answer is text/event-stream
         self._sent = 0
         # Set by the uploader while it waits for the client's next body part: a pause that is
         # the client's is not the upstream's timeout (the server's body timeout bounds it).
@@ -124,9 +125,8 @@ class Connection(asyncio.Protocol):
         self._release_drain()
 
     def _release_drain(self) -> None:
-        drain = self._drain
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         if not self._active:
@@ -143,9 +143,8 @@ class Connection(asyncio.Protocol):
         self._began_here = False
         try:
             self._parser.feed_data(data)
-        except HttpParserUpgrade:
-            # The gateway never asks for an upgrade (Upgrade is hop-by-hop and dropped).
-            self._break("the upstream switched protocols unasked")
+        except HttpParserUpgrade as exc:
+            self._upgraded(data[exc.args[0] :] if exc.args else b"")
         except HttpParserError:
             if not self.complete:
                 self._break("the upstream's answer is not valid HTTP/1.1")
@@ -160,8 +159,10 @@ class Connection(asyncio.Protocol):
             if self._head_size > MAX_RESPONSE_HEAD or self._arriving > MAX_RESPONSE_HEAD:
                 self._break("the upstream's response head is too large")
         if self._fresh_parser:
-            self._parser = HttpResponseParser(self)
-            self._fresh_parser = False
+            self._parser, self._fresh_parser = HttpResponseParser(self), False
+
+    def _upgraded(self, rest: bytes) -> None:  # asked for by ``upgrade.UpgradeConnection`` only
+        self._break("the upstream switched protocols unasked")
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -179,24 +180,22 @@ class Connection(asyncio.Protocol):
             self.keep_alive = False  # a second answer begins: see data_received
             return
         self._began_here = True
-        self._head_size = 0
-        self._arriving = 0
-        self._other_coding = False
+        self._head_size = self._arriving = 0
+        self._other_coding = self.event_stream = False
 
     def on_status(self, status: bytes) -> None:
         self._head_size += len(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
-        self._head_size += len(name) + len(value) + 4
-        if (
-            len(name) == 17
-            and name.lower() == b"transfer-encoding"
-            and value.strip().lower() != b"chunked"
-        ):
+        size = len(name)
+        self._head_size += size + len(value) + 4
+        if size == 17 and name.lower() == b"transfer-encoding":
             # llhttp removes only the chunking: gzip under it would reach the client unlabelled
             # (Transfer-Encoding is hop-by-hop), and a close-delimited coding cannot be re-framed.
-            self._other_coding = True
+            self._other_coding = self._other_coding or value.strip().lower() != b"chunked"
+        elif size == 12 and name.lower() == b"content-type":
+            self.event_stream = value[:17].lower() == b"text/event-stream"
 
     def on_headers_complete(self) -> None:
         if self.complete:

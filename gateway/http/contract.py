@@ -10,6 +10,12 @@ things, each named here so that neither side reaches into the other:
   got. ``receive`` returns ``http.disconnect`` with the status under ``DISCONNECT_STATUS_KEY``;
   ``send`` raises ``ClientDisconnected`` (an ``OSError``, as ASGI 2.4 asks) carrying it.
   ``gone_status`` reads either. 499 means the client closed the connection itself.
+- ``SWITCH_SCOPE_KEY``: on an upgrade request (``Connection: Upgrade``), the scope holds a
+  ``SwitchProtocols`` callable. The application that calls it (after its own checks and the
+  upstream's ``101``) writes the answer's head and takes the connection over as raw bytes: from
+  then on the server hands every callback of the connection to a ``Tunnel``. An application
+  that answers normally instead gets its answer sent, then the connection closed (what follows
+  the head is not HTTP/1.1).
 - ``RefusalLog``: an application that has it is told of each request the server refused before
   the application saw it (400, 431), so that it gets an access-log line like every other; it
   returns the request id the server then echoes.
@@ -17,6 +23,7 @@ things, each named here so that neither side reaches into the other:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,12 +31,15 @@ __all__ = [
     "CLIENT_CLOSED",
     "DISCONNECT_STATUS_KEY",
     "REQUEST_ID_SCOPE_KEY",
+    "SWITCH_SCOPE_KEY",
     "App",
     "ClientDisconnected",
     "Message",
     "Receive",
     "RefusalLog",
     "Send",
+    "SwitchProtocols",
+    "Tunnel",
     "gone_status",
 ]
 
@@ -40,6 +50,7 @@ App = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 REQUEST_ID_SCOPE_KEY = "gateway.request_id"
 DISCONNECT_STATUS_KEY = "gateway.status"
+SWITCH_SCOPE_KEY = "gateway.switch_protocols"
 CLIENT_CLOSED = 499  # nginx's figure for a client that closed the connection before its answer
 
 
@@ -68,3 +79,20 @@ class RefusalLog(Protocol):
     def refused(self, status: int, client: str) -> str:
         """Record the refusal; the request id to echo on the server's answer."""
         ...
+
+
+class Tunnel(asyncio.Protocol):
+    """What takes a client connection over after a protocol switch (``SwitchProtocols``).
+
+    It gets the asyncio protocol callbacks of the connection (``connection_made`` with the
+    transport first, then any bytes that followed the request head), and ``shutdown`` when
+    the server stops gracefully, once the HTTP requests in flight on other connections are
+    answered."""
+
+    def shutdown(self) -> None:
+        """The server is stopping: end the connection."""
+
+
+# Write ``head`` (the 101 answer) and hand the connection to the tunnel. Raises
+# ``ClientDisconnected`` when the client is already gone.
+SwitchProtocols = Callable[[bytes, Tunnel], None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from functools import partial
 
 from gateway.http.client import Connection
@@ -21,6 +22,7 @@ CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 30.0  # below the usual upstream keep-alive (nginx 75 s, Node 5 s is the outlier)
 MAX_IDLE_PER_TARGET = 1024  # a worker at 1,000 busy connections; fewer churned (bench c=1000)
 _SWEEP_EVERY = 10.0
+Key = tuple[str, int, bool]
 
 
 class UpstreamPool:
@@ -55,6 +57,12 @@ class UpstreamPool:
                 if conn.idle_since > deadline and conn.failure is None:
                     return conn, True
                 conn.close()
+        return await self.open(target), False
+
+    async def open(
+        self, target: Target, protocol: Callable[[UpstreamPool, Key], Connection] = Connection
+    ) -> Connection:
+        """A new connection to ``target`` (``protocol``: the class, for an upgrade's)."""
         tls: ssl.SSLContext | None = None
         if target.tls:
             if self._tls is None:
@@ -62,13 +70,13 @@ class UpstreamPool:
             tls = self._tls
         async with asyncio.timeout(self.connect_timeout):
             _, conn = await self.loop.create_connection(
-                partial(Connection, self, target.key),
+                partial(protocol, self, target.key),
                 target.host,
                 target.port,
                 ssl=tls,
                 server_hostname=target.host if tls is not None else None,
             )
-        return conn, False
+        return conn
 
     def keep(self, conn: Connection) -> None:
         if self._closed:

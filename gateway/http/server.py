@@ -15,14 +15,18 @@ either: one per connection checks idleness, and closes one that never sends a re
 
 Two bounds uvicorn lacks: a request head still arriving past ``MAX_HEAD_BYTES`` is answered 431
 and the connection closed, before httptools buffers it without limit (the front door's tighter
-32 KiB check on complete headers still gives the ordinary 431); and an upgrade request (the
-gateway proxies no WebSocket) is served as plain HTTP, then the connection closes.
+32 KiB check on complete headers still gives the ordinary 431); and an upgrade request is
+handed to the application with a way to switch protocols (``contract.SWITCH_SCOPE_KEY``): the
+application either takes the connection over as a tunnel or answers as plain HTTP, and then the
+connection closes. At a graceful stop a tunnel is told to end only once the HTTP requests in
+flight on the other connections are answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from functools import partial
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -31,10 +35,12 @@ from uvicorn.config import Config
 from uvicorn.protocols.utils import get_local_addr, is_ssl
 from uvicorn.server import ServerState
 
-from gateway.http.contract import App, ClientDisconnected, RefusalLog
-from gateway.http.cycle import RequestCycle, expire
+from gateway.http.client_io import ClientIO
+from gateway.http.contract import SWITCH_SCOPE_KEY, App, ClientDisconnected, RefusalLog, Tunnel
+from gateway.http.cycle import RequestCycle
 from gateway.http.errors import refusal
 from gateway.http.peers import remote_address
+from gateway.http.tunnels import end_after_requests, hand_over
 
 __all__ = ["BODY_HIGH_WATER", "MAX_HEAD_BYTES", "GatewayHttpProtocol"]
 MAX_HEAD_BYTES = 64 * 1024
@@ -50,11 +56,9 @@ class _UpgradeWithBody(Exception):
     """Raised from the parser's callback at an upgrade request that has a body."""
 
 
-class GatewayHttpProtocol(asyncio.Protocol):
+class GatewayHttpProtocol(ClientIO, asyncio.Protocol):
     """One client connection."""
 
-    # nginx's send_timeout: the longest a client may take nothing while an answer waits.
-    send_timeout = 60.0
     # nginx's client_body_timeout: the longest a request body may stall between two reads.
     body_timeout = 60.0
 
@@ -102,6 +106,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._arriving = 0
         self._refusing = False
         self._pending_refusal = 0  # refused behind requests in progress: answered after them
+        self._upgrade_rest = b""  # what followed an upgrade request's head
+        self._tunnel: Tunnel | None = None
 
     # asyncio.Protocol
 
@@ -116,6 +122,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
         self._closing = True
+        if self._tunnel is not None:
+            self._tunnel.connection_lost(exc)
+            return
         for exchange in (self.current, *self._pipeline):
             if exchange is not None and not exchange.complete:
                 exchange.disconnected = True
@@ -133,15 +142,19 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refusing:
+            if self._tunnel is not None:
+                self._tunnel.data_received(data)
             return
         self._began_here = False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No protocol switch is served: the upgrade request was answered as plain HTTP,
-            # and whatever follows it is not HTTP/1.1, so the connection ends with the answer.
+        except httptools.HttpParserUpgrade as exc:
+            # Whatever follows the head is not HTTP/1.1: kept for a tunnel if the application
+            # switches protocols (read no further until then), else the connection ends with
+            # the answer.
             self._refusing = True
             self.pause_reading()
+            self._upgrade_rest = data[exc.args[0] :] if exc.args else b""
             last = self._last_in_line()
             if last is not None:
                 last.keep_alive = False
@@ -185,9 +198,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self._tunnel is not None:
+            self._tunnel.pause_writing()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self._tunnel is not None:
+            self._tunnel.resume_writing()
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
@@ -223,7 +240,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self._head_bytes > MAX_HEAD_BYTES:
             raise _HeadTooLarge()  # stops the parser: nothing after this head is read
         parser = self.parser
-        if parser.should_upgrade() and any(
+        upgrade = parser.should_upgrade()
+        if upgrade and any(
             name in (b"content-length", b"transfer-encoding") for name, _ in self._headers
         ):
             # llhttp ends an upgrade request at its head and never delivers the body it
@@ -257,6 +275,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
             keep_alive=http_version != "1.0" and parser.should_keep_alive(),
             expect=self._expect,
         )
+        if upgrade:
+            scope[SWITCH_SCOPE_KEY] = partial(self._switch, exchange)
         self._parsing = exchange
         if self.current is None:
             self._start(exchange)
@@ -304,57 +324,36 @@ class GatewayHttpProtocol(asyncio.Protocol):
             self.resume_reading()
             self._idle()
 
+    def _switch(self, exchange: RequestCycle, head: bytes, tunnel: Tunnel) -> None:
+        """Answer ``exchange`` with ``head`` (a 101) and hand the connection to ``tunnel``."""
+        transport = self.transport
+        if self.current is not exchange or transport is None or transport.is_closing():
+            raise ClientDisconnected("the client closed the connection")
+        exchange.started = exchange.complete = True  # nothing more for the cycle to write
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self._tunnel = tunnel
+        rest, self._upgrade_rest = self._upgrade_rest, b""
+        hand_over(transport, head, tunnel, rest, paused=self.write_paused)
+        self._read_paused = False
+        if self._closing:
+            end_after_requests(self.server_state, tunnel)
+
+    @property
+    def tunnelled(self) -> bool:  # handed to a tunnel (``_switch``)
+        return self._tunnel is not None
+
     def shutdown(self) -> None:
         """Graceful shutdown (called by uvicorn's server): idle now, busy after the answer."""
         self._closing = True
+        if self._tunnel is not None:
+            end_after_requests(self.server_state, self._tunnel)
+            return
         if self.current is None:
             self.close()
         else:
             self.current.keep_alive = False
-
-    # transport helpers
-
-    def write(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
-
-    def writelines(self, parts: tuple[bytes, ...]) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.writelines(parts)
-
-    async def drain(self) -> None:
-        """Wait until the client takes more; one that takes nothing for ``send_timeout`` is
-        cut off, so a client that stops reading cannot hold its request (and the upstream
-        connection behind it) for as long as it stays connected."""
-        if self.write_paused:
-            drain = self._drain = self.loop.create_future()
-            timer = self.loop.call_later(self.send_timeout, expire, drain)
-            try:
-                await drain
-            except TimeoutError:
-                if self.transport is not None:
-                    self.transport.abort()
-                raise ClientDisconnected("the client stopped reading") from None
-            finally:
-                timer.cancel()
-                self._drain = None
-
-    def pause_reading(self) -> None:
-        if not self._read_paused and self.transport is not None:
-            self._read_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._read_paused and self.transport is not None and not self._pipeline:
-            self._read_paused = False
-            self.transport.resume_reading()
-
-    def close(self) -> None:
-        self._closing = True
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
 
     def _refuse(self, status: int) -> None:
         """Answer a broken request ``status`` (0: no answer) and close; behind requests in

@@ -35,6 +35,7 @@ from gateway.http.pool import UpstreamPool
 from gateway.observability import RELOADS, AccessLog, AccessRecord, publish_snapshot
 from gateway.ops.inputs import Inputs
 from gateway.ops.watch import Fingerprint, fingerprint
+from gateway.proxy.authority import AuthorityWatch
 from gateway.proxy.balancer import Balancer
 from gateway.proxy.front_door import FrontDoor, new_request_id
 from gateway.proxy.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLimiter
@@ -76,6 +77,8 @@ class GatewayApp:
         self.tokens = TokenEndpoints()
         self.revoked = RevocationSet(keep_for(config.tokens))
         self.oidc = OidcEndpoints()
+        # Open WebSockets and event streams, ended when their token's authority ends.
+        self.watch = AuthorityWatch(self.revoked, leeway=config.tokens.leeway)
         self.reload_hooks.append(self.tokens.reconfigure)
         self.reload_hooks.append(self.oidc.reconfigure)
         self.auth_app = Starlette(
@@ -93,6 +96,7 @@ class GatewayApp:
             access_log=self.access_log,
             balancer=self.balancer,
             limiter=self.limiter,
+            watch=self.watch,
         )
 
     def runtime(self) -> Runtime:
@@ -287,6 +291,7 @@ class GatewayApp:
         self.config = config
         self.keyring = keyring
         self._runtime = runtime
+        self.watch.leeway = config.tokens.leeway
         RELOADS.labels("ok").inc()
         self._reload_problem = None
         log.info("configuration reloaded from %s (%d routes)", path, len(config.routes))

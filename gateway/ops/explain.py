@@ -134,6 +134,11 @@ async def explain(
     if route.claims:
         requirement += ", claims " + ", ".join(f"{k}={v!r}" for k, v in route.claims)
     lines.append(f"auth: {requirement}")
+    lines.append(
+        "websocket: upgrades accepted and relayed, closed when the token's authority ends"
+        if route.websocket
+        else "websocket: not accepted (an upgrade request gets 400)"
+    )
     if route.auth == "public":
         return [*lines, "token: not needed (public route); passes"]
     if token is None:

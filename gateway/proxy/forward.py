@@ -22,15 +22,18 @@ import errno
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from starlette.types import Receive, Send
 
+from gateway.auth.token_cache import CachedToken
 from gateway.config import Route
 from gateway.http.client import Connection, UpstreamBroken
 from gateway.http.contract import gone_status
 from gateway.http.pool import UpstreamPool
 from gateway.http.target import Target, request_head
 from gateway.observability import UPSTREAM_FAILURES
+from gateway.proxy.authority import AuthorityEnded, AuthorityWatch, Watched
 from gateway.proxy.balancer import Balancer
 
 ResponseHeaderFilter = Callable[[Iterable[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]
@@ -95,6 +98,9 @@ class Exchange:
     attempted: bool = False
     body_started: bool = False
     response_started: bool = False
+    # An event stream in the answer ends when this token's authority does (set with a token).
+    token: CachedToken | None = None
+    watch: AuthorityWatch | None = None
 
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -149,6 +155,7 @@ async def forward(
     head = request_head(method, target, path, headers, length=length, chunked=chunked)
     conn: Connection | None = None
     upload: asyncio.Future[None] | None = None
+    watched: Watched | None = None
     try:
         while True:
             conn, reused = await _connect(pool, target)
@@ -168,6 +175,8 @@ async def forward(
             break
         exchange.upstream_status = conn.status
         assert conn.headers is not None
+        if conn.event_stream and exchange.watch is not None and exchange.token is not None:
+            watched = exchange.watch.follow(exchange.token, partial(_end_stream, conn))
         await send(
             {
                 "type": "http.response.start",
@@ -192,6 +201,10 @@ async def forward(
             conn = None
     except (BodyTooLarge, ClientGone):
         raise
+    except AuthorityEnded:
+        # The event stream's token ended: its chunked body ends cleanly, and the browser's
+        # EventSource reconnects with a fresh token.
+        await send({"type": "http.response.body", "body": b""})
     except TimeoutError as exc:
         raise UpstreamTimeout("the upstream did not answer in time", connect=False) from exc
     except UpstreamBroken as exc:
@@ -201,11 +214,18 @@ async def forward(
         # upstream (its connection is closed below) rather than relay an answer to no one.
         raise ClientGone(gone_status(exc)) from exc
     finally:
+        if watched is not None:
+            watched.release()
         if upload is not None and not upload.done():
             upload.cancel()
         if conn is not None:
             conn.close()
         exchange.upstream_seconds += time.perf_counter() - started
+
+
+def _end_stream(conn: Connection, why: str) -> None:
+    conn.fail(AuthorityEnded(why))
+    conn.close()  # nothing more is read: what is buffered goes out, then the body ends
 
 
 async def _connect(pool: UpstreamPool, target: Target) -> tuple[Connection, bool]:

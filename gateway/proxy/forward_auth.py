@@ -99,7 +99,7 @@ async def verify(rt: Runtime, head: RequestHead, peer: str, record: AccessRecord
             location = f"{rt.config.server.public_url}/auth/login?next={quote(target, safe='')}"
             refusal = replace(refusal, headers=(*refusal.headers, (b"location", location.encode())))
         return refusal
-    return Allowed(decision)
+    return Allowed(decision.identity)
 
 
 def _original_request(headers: list[tuple[bytes, bytes]]) -> tuple[str, bytes] | Refusal:

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import is_reserved
-from gateway.http.contract import REQUEST_ID_SCOPE_KEY, gone_status
+from gateway.http.contract import REQUEST_ID_SCOPE_KEY, SWITCH_SCOPE_KEY, gone_status
 from gateway.observability import AccessLog, AccessRecord
 from gateway.proxy.answers import Answer, Refusal
+from gateway.proxy.authority import AuthorityWatch
 from gateway.proxy.balancer import Balancer
 from gateway.proxy.cors import without_cors
 from gateway.proxy.forward import (
@@ -48,6 +49,7 @@ from gateway.proxy.stages import (
     new_request_id,
     scan_head,
 )
+from gateway.proxy.upgrades import Upgrades
 
 __all__ = ["FrontDoor", "new_request_id", "peer_of"]
 
@@ -68,8 +70,11 @@ class FrontDoor:
         access_log: AccessLog,
         balancer: Balancer,
         limiter: Callable[[], RateLimiter],
+        watch: AuthorityWatch,
     ) -> None:
         self._runtime = runtime
+        self._watch = watch
+        self._upgrades = Upgrades(watch, balancer, limiter)
         self._token_service = token_service
         self._log = access_log
         self._balancer = balancer
@@ -148,6 +153,22 @@ class FrontDoor:
         record.route = route.name
 
         query: bytes = scope.get("query_string", b"")
+        switch = scope.get(SWITCH_SCOPE_KEY)
+        if switch is not None:  # an upgrade: websocket.py's stages, then the relay
+            refused = await self._upgrades.serve(
+                rt,
+                switch,
+                match,
+                head,
+                method=method,
+                path=path,
+                query=query,
+                peer=peer_of(scope),
+                scheme=scope.get("scheme", "http"),
+                send=send,
+                record=record,
+            )
+            return None if refused is None else await self._answer(send, record, refused)
         identity = await authenticate(rt, route, head, method, path, query, record)
         if not isinstance(identity, tuple):
             return await self._answer(send, record, identity)
@@ -167,13 +188,15 @@ class FrontDoor:
             peer=peer_of(scope),
             scheme=scope.get("scheme", "http"),
             request_id=head.request_id,
-            identity=identity,
+            identity=identity.identity,
         )
         target_path = match.upstream_path.encode("ascii")
         if query:
             target_path += b"?" + query
         present, length = body_plan
         exchange = Exchange()
+        exchange.token = identity  # an event stream in the answer lives as long as it
+        exchange.watch = self._watch
         body = request_body(receive, route.max_body, exchange) if present else None
         try:
             await deliver(

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from gateway.auth.errors import InvalidRequest, TokenError
 from gateway.auth.extract import extract_token
+from gateway.auth.token_cache import CachedToken
 from gateway.config import Route
 from gateway.observability import AccessRecord
 from gateway.proxy.access import NO_TOKEN, Denial, invalid_token
@@ -38,6 +39,7 @@ from gateway.proxy.routing import MethodNotAllowed, RouteMatch, RouteTable
 from gateway.proxy.runtime import Runtime
 
 __all__ = [
+    "ANONYMOUS",
     "MAX_HEADER_BYTES",
     "SAFE_METHODS",
     "BodyPlan",
@@ -56,7 +58,9 @@ __all__ = [
 
 MAX_HEADER_BYTES = 32 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-Identity = tuple[tuple[bytes, bytes], ...]  # the identity headers (and the assertion)
+# What ``authorise`` admits on a public route, or anonymously on an optional one: no identity,
+# and no authority that could end.
+ANONYMOUS = CachedToken(float("inf"), None, {})
 
 # A random per-process prefix and a counter: unique across workers and restarts, and no
 # system call per request (request ids identify, they do not authenticate).
@@ -197,12 +201,13 @@ async def authenticate(
     path: str,
     query: bytes,
     record: AccessRecord,
-) -> Answer | Identity:
-    """The identity headers for the upstream, or why the request is refused.
+    offered: str | None = None,
+) -> Answer | CachedToken:
+    """The admitted token (``ANONYMOUS`` without one), or why the request is refused.
 
     A browser navigation cannot attach a header: with the access cookie it is sent to sign in
     instead of shown a 401, when it has no token or only a stale cookie one."""
-    decision = await authorise(rt, route, head, method, query, record)
+    decision = await authorise(rt, route, head, method, query, record, offered)
     if isinstance(decision, Denial):
         if sends_to_sign_in(rt, head, method, decision):
             return _sign_in(path, query, decision.reason)
@@ -229,20 +234,28 @@ async def authorise(
     method: str,
     query: bytes,
     record: AccessRecord,
-) -> Identity | Denial | Refusal:
-    """The identity headers (with the assertion), the route's refusal, or a 400.
+    offered: str | None = None,
+) -> CachedToken | Denial | Refusal:
+    """The admitted token, whose ``identity`` holds the identity headers (and the assertion),
+    ``ANONYMOUS`` without one; or the route's refusal, or a 400.
 
-    A verified token's subject goes into ``record``. The access cookie rides along with any
-    request the browser makes, including a form post from another site: an unsafe request
-    authenticated by it alone passes the same cross-site check as the token endpoints."""
+    ``offered`` is a token a WebSocket handshake carried in ``Sec-WebSocket-Protocol``; with a
+    bearer ``Authorization`` header too it is ambiguous (400). A verified token's subject goes
+    into ``record``. The access cookie rides along with any request the browser makes,
+    including a form post from another site: an unsafe request authenticated by it alone passes
+    the same cross-site check as the token endpoints."""
     if route.auth == "public":
-        return ()
+        return ANONYMOUS
     try:
         token = extract_token(head.headers, query, rt.access_cookie)
     except InvalidRequest as exc:
         return Refusal(400, exc.description)
+    if offered is not None:
+        if token is not None and head.authorization:
+            return Refusal(400, "A bearer token in both Authorization and Sec-WebSocket-Protocol")
+        token = offered
     if token is None:
-        return () if route.auth != "required" else NO_TOKEN
+        return ANONYMOUS if route.auth != "required" else NO_TOKEN
     if (
         not head.authorization
         and method not in SAFE_METHODS
@@ -262,8 +275,8 @@ async def authorise(
     if denial is not None:
         return denial
     if rt.asserter is not None and route.identity_assertion:
-        return rt.asserter.identity(token, route.name, admitted)
-    return admitted.identity
+        return rt.asserter.admitted(token, route.name, admitted)
+    return admitted
 
 
 def _sign_in(path: str, query: bytes, reason: str) -> SignInRedirect:

@@ -178,6 +178,7 @@ def start_site(folder: Path, *, access_cookie: bool) -> Iterator[Site]:
             routes=[
                 route("spa", "/app", upstream, methods=["GET", "HEAD"], auth="public"),
                 route("whoami", "/api/whoami", upstream, methods=["GET"]),
+                route("live", "/api/live", upstream, methods=["GET"], websocket=True),
                 route(
                     "orders-read",
                     "/api/orders",

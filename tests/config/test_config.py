@@ -275,7 +275,7 @@ def test_check_command_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
         "(use sqlite:///path, redis://host:port/db or postgresql://user@host/db)",
         f"{path}:6: unknown key 'colour' in routes[0] (known: auth, claims, forward_authorization, "
         "headers, identity_assertion, max_body, methods, name, path, rate_limit, scopes, "
-        "strip_prefix, timeout, upstream)",
+        "strip_prefix, timeout, upstream, websocket)",
     ]
     assert "Traceback" not in result.stderr
 

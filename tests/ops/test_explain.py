@@ -31,6 +31,7 @@ def setup(tmp_path: Path) -> tuple[Path, SigningKey]:
                     scopes=["orders:read", "orders:write"],
                 ),
                 route("tenant", "/tenant", "http://10.0.0.3:9000", claims={"tenant": "acme"}),
+                route("live", "/live", "http://10.0.0.4:9000", websocket=True),
             ],
         )
     )
@@ -57,6 +58,12 @@ def test_names_the_route_the_normalised_path_and_the_upstream_url(
     assert "route: orders" in out
     assert "also matched, shorter: /api" in out
     assert "upstream: http://10.0.0.2:9000/v2/api/orders/12?q=1" in out
+
+
+def test_says_whether_the_route_accepts_websockets(setup: tuple[Path, SigningKey]) -> None:
+    config, _ = setup
+    assert "websocket: upgrades accepted" in explain(config, "GET", "/live/feed")
+    assert "websocket: not accepted" in explain(config, "GET", "/api/x")
 
 
 def test_says_no_route_when_nothing_matches(setup: tuple[Path, SigningKey]) -> None:

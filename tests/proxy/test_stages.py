@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.auth.keys import KeyRing
+from gateway.auth.token_cache import CachedToken
 from gateway.config import parse_config
 from gateway.http.pool import UpstreamPool
 from gateway.observability import AccessRecord
@@ -17,6 +18,7 @@ from gateway.proxy.ratelimit import MemoryRateLimiter
 from gateway.proxy.routing import RouteMatch, RouteTable
 from gateway.proxy.runtime import Runtime, build_runtime
 from gateway.proxy.stages import (
+    ANONYMOUS,
     MAX_HEADER_BYTES,
     answer_preflight,
     authenticate,
@@ -166,7 +168,9 @@ def test_a_matching_route_passes_on() -> None:
 async def test_a_public_route_needs_no_token(runtime: tuple[Runtime, SigningKey]) -> None:
     rt, _ = runtime
     route = rt.config.routes[1]
-    assert await authenticate(rt, route, scan_head(head()), "GET", "/open", b"", record()) == ()
+    assert (
+        await authenticate(rt, route, scan_head(head()), "GET", "/open", b"", record()) is ANONYMOUS
+    )
 
 
 async def test_an_optional_route_passes_on_without_a_token(
@@ -174,7 +178,10 @@ async def test_an_optional_route_passes_on_without_a_token(
 ) -> None:
     rt, _ = runtime
     route = rt.config.routes[2]
-    assert await authenticate(rt, route, scan_head(head()), "GET", "/maybe", b"", record()) == ()
+    assert (
+        await authenticate(rt, route, scan_head(head()), "GET", "/maybe", b"", record())
+        is ANONYMOUS
+    )
 
 
 async def test_no_token_is_401_unauthorized(runtime: tuple[Runtime, SigningKey]) -> None:
@@ -213,7 +220,7 @@ async def test_a_good_token_gives_the_identity_and_names_the_subject(
         b"",
         seen,
     )
-    assert isinstance(identity, tuple) and (b"x-auth-subject", b"fay") in identity
+    assert isinstance(identity, CachedToken) and (b"x-auth-subject", b"fay") in identity.identity
     assert seen.sub == "fay"
 
 
