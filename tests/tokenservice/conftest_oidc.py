@@ -22,6 +22,7 @@ from tests.conftest import GatewayProcess, free_port
 from tests.oidc_provider import SECRET, Provider, client, provider_login, run_provider
 from tests.upstream import ServerThread
 from tests.waiting import eventually
+from tests.ws_upstream import WsUpstream
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Sso:
     gateway: GatewayProcess
     provider: Provider
     replicas: list[GatewayProcess] = field(default_factory=list)
+    sockets: WsUpstream | None = None  # behind the ``live`` WebSocket route, /api/live
 
     def sign_in(
         self,
@@ -64,6 +66,7 @@ def sso_site(
     with (
         run_provider(clients) as provider,
         ServerThread(demo_app, upstream_port),
+        _running(WsUpstream()) as sockets,
     ):
         common: dict[str, Any] = {"issuer": provider.issuer, "client_secret": "${OIDC_SECRET}"}
         text = config_yaml(
@@ -105,6 +108,13 @@ def sso_site(
                     methods=["GET"],
                 ),
                 route(
+                    "live",
+                    "/api/live",
+                    f"http://127.0.0.1:{sockets.port}",
+                    strip_prefix="/api/live",
+                    websocket=True,
+                ),
+                route(
                     "orders",
                     "/api/orders",
                     f"http://127.0.0.1:{upstream_port}",
@@ -130,7 +140,7 @@ def sso_site(
                 started.append(gateway)
                 # Discovery runs in the background: /readyz says when the providers are known.
                 eventually(lambda: _ready(gateway), timeout=15)
-            yield Sso(url, started[0], provider, started[1:])
+            yield Sso(url, started[0], provider, started[1:], sockets)
         finally:
             for gateway in started:
                 gateway.stop()
@@ -138,6 +148,15 @@ def sso_site(
             printed = gateway.output()
             assert SECRET not in printed, "the gateway printed the client secret"
             assert "eyJ" not in printed, "the gateway printed a token"
+
+
+@contextmanager
+def _running(sockets: WsUpstream) -> Iterator[WsUpstream]:
+    sockets.start()
+    try:
+        yield sockets
+    finally:
+        sockets.stop()
 
 
 def _ready(gateway: GatewayProcess) -> httpx.Response:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.oidc_provider import provider_login, provider_logout
 from tests.tokenservice.conftest_oidc import Sso, sso_site
@@ -162,6 +166,24 @@ def test_backchannel_logout_from_the_provider_ends_the_session(
 
     eventually(refused, timeout=1.5)
     assert http.post(f"{sso.url}/auth/refresh", headers={"origin": sso.url}).status_code == 401
+
+
+async def test_backchannel_logout_closes_the_sessions_live_websocket(sso: Sso) -> None:
+    http = httpx.Client()
+    assert sso.sign_in(http, "alice").status_code == 303
+    cookie = {"Cookie": f"gw_access={http.cookies['gw_access']}", "Origin": sso.url}
+    live = sso.url.replace("http://", "ws://") + "/api/live/ticker"
+    async with connect(live, additional_headers=cookie) as ws:
+        assert str(await ws.recv()).startswith("tick")
+        await asyncio.to_thread(provider_logout, http, sso.provider.issuer)
+        logged_out = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(5):
+                while True:
+                    await ws.recv()
+    assert time.monotonic() - logged_out < 1.5
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "session revoked")
 
 
 def test_a_bad_logout_token_is_refused(sso: Sso) -> None:
