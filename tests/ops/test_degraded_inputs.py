@@ -222,3 +222,6 @@ def test_a_jwks_uri_that_starts_failing_is_degraded_until_it_answers_again(
     assert httpx.get(f"{gateway.url}/api/x", headers=known).status_code == 200  # last good keys
     eventually(lambda: _degraded_gauge(gateway).get("jwks_uri") == 1.0, timeout=5)
     assert f"JWKS fetch for issuer {URI_IDP} failed" in gateway.stderr()
+
+    provider.failing = False  # retried within seconds, not at the next 10-minute refresh
+    eventually(lambda: _readiness(gateway)["status"] == "ready", timeout=10)
