@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.configs import route
+from tests.conftest import worker_pids
 from tests.tokenservice.conftest import (
     USERS,
     Service,
@@ -41,22 +42,6 @@ from tests.waiting import eventually
 # answer at all (0: the connection died with the process). Never a 500.
 DOCUMENTED = {0, 200, 401, 503}
 NAMES = ["alice", "bob", "carol", "dave"]
-
-
-def workers_of(pid: int) -> list[int]:
-    """The worker processes the supervisor ``pid`` started."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            spawned = b"spawn_main" in (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if spawned and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
 
 
 @dataclass
@@ -186,12 +171,12 @@ def test_a_killed_worker_is_replaced_within_a_second_serving_the_current_routes(
     time.sleep(1.5)  # the supervisor's copy of the files follows them every second
     clients, token = _clients(service)
     supervisor = service.gateway.proc.pid
-    before = eventually(lambda: len(w := workers_of(supervisor)) == 2 and w)
+    before = eventually(lambda: len(w := worker_pids(supervisor)) == 2 and w)
     with Burst(service, clients, token) as burst:
         time.sleep(0.5)
         os.kill(before[0], signal.SIGKILL)
         killed = time.monotonic()
-        eventually(lambda: len(set(workers_of(supervisor)) - set(before)) == 1, interval=0.02)
+        eventually(lambda: len(set(worker_pids(supervisor)) - set(before)) == 1, interval=0.02)
         replaced_in = time.monotonic() - killed
         time.sleep(0.5)
     assert replaced_in < 1.0
@@ -212,7 +197,7 @@ def test_a_killed_gateway_restarts_with_its_sqlite_file_intact_and_every_session
 ) -> None:
     clients, token = _clients(service)
     supervisor = service.gateway.proc.pid
-    workers = eventually(lambda: len(w := workers_of(supervisor)) == 2 and w)
+    workers = eventually(lambda: len(w := worker_pids(supervisor)) == 2 and w)
     snapshots = _snapshot_dir(workers[0])
     with Burst(service, clients, token) as burst:
         time.sleep(1.0)
