@@ -11,7 +11,7 @@ refer back to it: the worker's rare full collections would keep closed connectio
 Why not uvicorn's class: measured in bench/, the gateway carried ~25% more requests per second at
 50 connections on a minimal httptools server than on uvicorn's protocol, same application (what
 pays: ``cycle.py``); one idleness timer per connection, not per request, which also closes a
-connection that never sends a whole request in time. The client's address: ``peer.py``.
+connection that never sends a whole request in time. The client's address: ``peers.py``.
 Two bounds uvicorn lacks: a request head still arriving past ``MAX_HEAD_BYTES`` is answered 431
 and the connection closed, before httptools buffers it without limit (the front door's tighter
 32 KiB check on complete headers still gives the ordinary 431); and an upgrade request (the
@@ -33,7 +33,7 @@ from uvicorn.server import ServerState
 from gateway.http.contract import App, ClientDisconnected, RefusalLog
 from gateway.http.cycle import RequestCycle, expire
 from gateway.http.errors import refusal
-from gateway.http.peer import peer_address
+from gateway.http.peers import remote_address
 
 __all__ = ["BODY_HIGH_WATER", "MAX_HEAD_BYTES", "GatewayHttpProtocol"]
 MAX_HEAD_BYTES = 64 * 1024
@@ -108,7 +108,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.server_state.connections.add(self)  # type: ignore[arg-type]
         self.server = get_local_addr(self.transport)
-        self.client = peer_address(self.transport)
+        self.client = remote_address(self.transport)
         self.scheme = "https" if is_ssl(self.transport) else "http"
         self._idle()
 

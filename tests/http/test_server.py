@@ -66,10 +66,15 @@ class Served:
 
 
 async def serve(
-    app: App, *, keep_alive: float = 5.0, protocol: type[GatewayHttpProtocol] = GatewayHttpProtocol
+    app: App,
+    *,
+    keep_alive: float = 5.0,
+    protocol: type[GatewayHttpProtocol] = GatewayHttpProtocol,
+    sock: socket.socket | None = None,
 ) -> tuple[Served, asyncio.Task[None]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    if sock is None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
