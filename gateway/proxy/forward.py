@@ -162,7 +162,7 @@ async def forward(
                 if reused and not exc.answered and may_send_again(method, exchange, delivered=True):
                     # The upstream closed this idle connection as the request went out (the
                     # keep-alive race): most likely nothing reached it; send it on a new one.
-                    _discard(conn)
+                    conn.close()
                     continue
                 raise
             break
@@ -204,17 +204,8 @@ async def forward(
         if upload is not None and not upload.done():
             upload.cancel()
         if conn is not None:
-            _discard(conn)
+            conn.close()
         exchange.upstream_seconds += time.perf_counter() - started
-
-
-def _discard(conn: Connection) -> None:
-    """Close ``conn`` and free its failure's traceback: raised, it holds the frames that hold
-    the connection (and the exchange), a cycle only a full collection frees, which the
-    worker's GC thresholds make rare: thousands of exchanges' memory would wait for it."""
-    conn.close()
-    if conn.failure is not None:
-        conn.failure.__traceback__ = None
 
 
 async def _connect(pool: UpstreamPool, target: Target) -> tuple[Connection, bool]:
