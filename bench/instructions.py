@@ -66,7 +66,7 @@ def _counted(pid: int, out: Path, tag: str) -> int:
     return int(found.group(1))
 
 
-def measure(python: str, requests: int) -> tuple[float, float]:
+def measure(python: str, requests: int, *, assertion: bool = False) -> tuple[float, float]:
     """Instructions per request (idle work removed) and the idle rate in instructions/s."""
     with tempfile.TemporaryDirectory(prefix="instructions-") as folder:
         up, port, admin = free_port(), free_port(), free_port()
@@ -76,6 +76,7 @@ def measure(python: str, requests: int) -> tuple[float, float]:
             admin_port=admin,
             upstream=f"http://127.0.0.1:{up}",
             stream_upstream=f"http://127.0.0.1:{up}",
+            identity_assertion=assertion,
         )
         out = Path(folder) / "callgrind.out"
         upstream = subprocess.Popen([sys.executable, "-c", _UPSTREAM, str(up)])
@@ -138,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--python", default=sys.executable, help="the gateway's interpreter")
+    parser.add_argument(
+        "--assertion", action="store_true", help="with identity_assertion (the signed identity)"
+    )
     args = parser.parse_args(argv)
-    per_request, idle = measure(args.python, args.requests)
+    per_request, idle = measure(args.python, args.requests, assertion=args.assertion)
     print(
-        f"{per_request:,.0f} instructions per request ({args.requests} requests, "
+        f"{per_request:,.0f} instructions per request{' with the assertion' * args.assertion} "
+        f"({args.requests} requests, "
         f"idle work {idle / 1e6:.2f} M instructions/s removed; {args.python})"
     )
     return 0

@@ -21,7 +21,8 @@ JSON_BODY = (
 _KEEPALIVE_REQUESTS = 1_000_000  # nginx's default 1000 would make wrk reconnect mid-run
 
 
-def _main_block(folder: Path, workers: str) -> str:
+def main_block(folder: Path, workers: str) -> str:
+    """The main context and the start of ``http {}``: everything but the servers."""
     user = "user root root;\n" if os.geteuid() == 0 else ""
     temp = folder / "temp"
     return f"""{user}worker_processes {workers};
@@ -44,7 +45,7 @@ http {{
 def upstream_config(folder: Path, port: int) -> str:
     """nginx answering every request with 200 and ``JSON_BODY``."""
     return (
-        _main_block(folder, "auto")
+        main_block(folder, "auto")
         + f"""    server {{
         listen {LOOPBACK}:{port} backlog=4096;
         location / {{
@@ -57,18 +58,63 @@ def upstream_config(folder: Path, port: int) -> str:
     )
 
 
-def proxy_config(folder: Path, port: int, upstream_port: int) -> str:
-    """nginx ``proxy_pass`` to the upstream over a keep-alive pool, no authentication."""
-    return (
-        _main_block(folder, "auto")
-        + f"""    upstream backend {{
-        server {LOOPBACK}:{upstream_port};
+def _pool(name: str, port: int) -> str:
+    """A keep-alive pool to one loopback server, as both proxy configurations use it."""
+    return f"""    upstream {name} {{
+        server {LOOPBACK}:{port};
         keepalive 64;
         keepalive_requests {_KEEPALIVE_REQUESTS};
     }}
-    server {{
+"""
+
+
+def proxy_config(folder: Path, port: int, upstream_port: int) -> str:
+    """nginx ``proxy_pass`` to the upstream over a keep-alive pool, no authentication."""
+    return (
+        main_block(folder, "auto")
+        + _pool("backend", upstream_port)
+        + f"""    server {{
         listen {LOOPBACK}:{port} backlog=4096;
         location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+    )
+
+
+def auth_request_config(folder: Path, port: int, upstream_port: int, gateway_port: int) -> str:
+    """nginx ``proxy_pass`` as in ``proxy_config``, each request first asking the gateway's
+    ``/auth/verify`` (``auth_request``, over its own keep-alive pool) and passing on the identity
+    headers and assertion it answers with: deploy/forward-auth/nginx.conf, tuned as the
+    reference proxy is."""
+    return (
+        main_block(folder, "auto")
+        + _pool("backend", upstream_port)
+        + _pool("gateway", gateway_port)
+        + f"""    server {{
+        listen {LOOPBACK}:{port} backlog=4096;
+        location = /_gateway_verify {{
+            internal;
+            proxy_pass http://gateway/auth/verify;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
+        }}
+        location / {{
+            auth_request /_gateway_verify;
+            auth_request_set $gateway_subject $upstream_http_x_auth_subject;
+            auth_request_set $gateway_scopes $upstream_http_x_auth_scopes;
+            auth_request_set $gateway_assertion $upstream_http_x_gateway_assertion;
+            proxy_set_header X-Auth-Subject $gateway_subject;
+            proxy_set_header X-Auth-Scopes $gateway_scopes;
+            proxy_set_header X-Gateway-Assertion $gateway_assertion;
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import auth_flow, nginx, stream, verify_cost, wrk
+from bench import auth_flow, forward_auth, nginx, stream, verify_cost, wrk
 from bench.cpu import CpuMeter
 from bench.fixture import (
     BENCH_PATH,
@@ -354,6 +354,12 @@ class Bench:
         self.results.auth.append(asyncio.run(auth_flow.login_throughput(base, seconds)))
         self.results.auth.append(asyncio.run(auth_flow.refresh_throughput(base, seconds)))
 
+    def measure_assertion(self) -> None:
+        forward_auth.measure_assertion(self)
+
+    def measure_forward_auth(self) -> None:
+        forward_auth.measure_forward_auth(self)
+
     def measure_verify(self) -> None:
         """In-process: verify cost per algorithm, then the cache under a million tokens."""
         _say("verify cost and cache bound (in process) ...")
@@ -381,6 +387,8 @@ class Bench:
                 self.measure_floor,
                 self.measure_gateway_1w,
                 self.measure_gateway_2w,
+                self.measure_assertion,
+                self.measure_forward_auth,
             ):
                 self._phase(phase)
         self._phase(self.measure_verify)

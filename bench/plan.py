@@ -20,6 +20,9 @@ FLOOR = "python-floor"
 GATEWAY_1W = "gateway-1w"
 GATEWAY_2W = "gateway-2w"
 CACHE_OFF = "gateway-2w-cache-off"
+ASSERTION = "gateway-2w-assertion"
+AUTH_REQUEST = "nginx-auth-request"
+VERIFY = "gateway-verify"
 LABELS = {
     DIRECT: "direct to upstream (nginx return 200)",
     NGINX: "nginx proxy_pass, keepalive 64, no JWT",
@@ -27,6 +30,9 @@ LABELS = {
     GATEWAY_1W: "gateway, 1 worker",
     GATEWAY_2W: "gateway, 2 workers",
     CACHE_OFF: "gateway, 2 workers, cache defeated (RS256)",
+    ASSERTION: "gateway, 2 workers, identity_assertion on",
+    AUTH_REQUEST: "nginx auth_request + gateway /auth/verify (2 workers)",
+    VERIFY: "gateway /auth/verify alone, 2 workers",
 }
 RowKey = tuple[str, int]  # (setup, connections)
 PLAN: tuple[RowKey, ...] = (
@@ -41,6 +47,11 @@ PLAN: tuple[RowKey, ...] = (
     (GATEWAY_2W, 1),
     (GATEWAY_2W, 50),
     (CACHE_OFF, 50),
+    (ASSERTION, 1),
+    (ASSERTION, 50),
+    (AUTH_REQUEST, 1),
+    (AUTH_REQUEST, 50),
+    (VERIFY, 50),
 )
 WRK_THREADS = {1: 1, 50: 2}  # connections -> wrk threads
 GIB = 1024**3

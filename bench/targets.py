@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.plan import CACHE_OFF, DIRECT, GATEWAY_1W, GATEWAY_2W, NGINX, RowKey
+from bench.plan import ASSERTION, CACHE_OFF, DIRECT, GATEWAY_1W, GATEWAY_2W, NGINX, RowKey
 from bench.stream import StreamResult
 from bench.verify_cost import CacheBound, VerifyCost
 from bench.wrk import WrkResult
@@ -17,6 +17,7 @@ MIN_SHARE_CACHE_OFF = 0.11
 MAX_ADDED_MEDIAN_MS = 0.35
 MAX_STREAM_RSS_GROWTH_MIB = 30.0
 MAX_CACHE_HIT_US = 2.0
+MAX_ASSERTION_COST = 0.05
 
 Rows = Mapping[RowKey, WrkResult]
 
@@ -56,6 +57,18 @@ def _throughput(rows: Rows, setup: str, share: float, max_p99: float | None) -> 
         passed = False
         detail += f", {gateway.errors} errors"
     return Verdict(target, passed, detail)
+
+
+def _assertion(rows: Rows) -> Verdict:
+    """req/s moves by more than 5% between runs on a shared machine: the instruction count
+    (python -m bench.instructions [--assertion]) is the figure to trust for this one."""
+    target = f"identity_assertion on, 2 workers c=50 within {MAX_ASSERTION_COST:.0%} of off"
+    on, off = rows.get((ASSERTION, 50)), rows.get((GATEWAY_2W, 50))
+    if on is None or off is None or off.requests_per_s == 0:
+        return Verdict(target, None, "not measured")
+    ratio = on.requests_per_s / off.requests_per_s
+    detail = f"{ratio:.1%} ({on.requests_per_s:,.0f} / {off.requests_per_s:,.0f} req/s)"
+    return Verdict(target, ratio >= 1 - MAX_ASSERTION_COST and not on.errors, detail)
 
 
 def _added_median(rows: Rows) -> Verdict:
@@ -128,6 +141,7 @@ def check(
     return [
         _throughput(rows, GATEWAY_2W, MIN_SHARE_OF_NGINX, MAX_P99_MS),
         _throughput(rows, CACHE_OFF, MIN_SHARE_CACHE_OFF, None),
+        _assertion(rows),
         _added_median(rows),
         _streams(streams),
         _cache_hit(costs),

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.config import Config, ConfigError, load_config, missing_inputs
+from gateway.config import Config, ConfigError, config_warnings, load_config, missing_inputs
 
 
 class UsageError(Exception):
@@ -32,9 +32,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     if missing:
         print("\n".join(missing), file=sys.stderr)
         return 1
+    for warning in config_warnings(config):
+        print(warning, file=sys.stderr)
     print(
         f"{config.source}: OK, {len(config.routes)} routes, "
-        f"{len(config.trusted_issuers)} trusted issuers, store {config.store.split('://')[0]}"
+        f"{len(config.trusted_issuers)} trusted issuers, "
+        f"{len(config.login.providers)} sign-in providers, store {config.store.split('://')[0]}"
     )
     return 0
 

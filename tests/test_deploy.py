@@ -11,6 +11,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -108,6 +109,33 @@ def test_every_manifest_has_api_version_kind_and_name(doc: dict[str, Any]) -> No
     assert isinstance(doc.get("metadata", {}).get("name"), str) and doc["metadata"]["name"]
     if doc["kind"] != "Namespace":
         assert doc["metadata"].get("namespace", "gateway") == "gateway"
+
+
+# Every manifest of deploy/ (the cluster's, and the forward-auth examples'), against the schemas
+# of this Kubernetes version, bundled with kubernetes-validate: no cluster, no network.
+KUBERNETES_VERSION = "1.30.0"
+SCHEMA_CHECKED = [
+    (path.relative_to(DEPLOY), doc)
+    for path in sorted([*KUBE.glob("*.yaml"), *(DEPLOY / "forward-auth").glob("*.yaml")])
+    for doc in yaml.safe_load_all(path.read_text())
+    if doc is not None
+    and doc.get("kind") != "Kustomization"
+    and "apiVersion" in doc
+    and "http" not in doc  # deploy/forward-auth/traefik.yml is Traefik's, not Kubernetes'
+]
+
+
+@pytest.mark.parametrize(
+    "doc", [doc for _, doc in SCHEMA_CHECKED], ids=[f"{p}:{d['kind']}" for p, d in SCHEMA_CHECKED]
+)
+def test_every_manifest_passes_the_kubernetes_schema(doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_schema_check_refuses_a_broken_manifest() -> None:
+    broken = {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": "three"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
 def test_kustomization_applies_every_file_but_the_example_secret() -> None:

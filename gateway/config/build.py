@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any
-from urllib.parse import urlsplit
 
+from gateway.config.identity import IdentityChecks
 from gateway.config.model import (
     SIGNING_ALGORITHMS,
     VERIFY_ALGORITHMS,
@@ -27,8 +27,8 @@ from gateway.config.model import (
     UsersConfig,
     origin_of,
 )
-from gateway.config.owned_headers import OWNED_UPSTREAM
-from gateway.config.reader import NO_STRINGS, TOKEN_CHARS
+from gateway.config.providers import LoginChecks, is_safe_fetch_url
+from gateway.config.reader import NO_STRINGS
 from gateway.config.routes import RouteChecks
 from gateway.config.units import parse_duration, parse_size
 from gateway.config.yaml_source import Path_
@@ -37,7 +37,7 @@ from gateway.store import KNOWN_SCHEMES
 _DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256",)
 
 
-class Builder(RouteChecks):
+class Builder(RouteChecks, LoginChecks, IdentityChecks):
     """Turns the parsed document into a ``Config``, recording every problem with its line."""
 
     # -- sections -----------------------------------------------------------------------------
@@ -54,8 +54,10 @@ class Builder(RouteChecks):
                     "trusted_issuers",
                     "store",
                     "users",
+                    "login",
                     "identity_headers",
                     "cors",
+                    "identity_assertion",
                     "routes",
                 }
             ),
@@ -73,8 +75,10 @@ class Builder(RouteChecks):
         issuers = self.trusted_issuers(top.get("trusted_issuers"), tokens)
         store = self.store(top)
         users = self.users(top.get("users"))
+        login = self.login(top.get("login"), users_given="users" in top)
         identity = self.identity_headers(top)
         cors = self.cors(top.get("cors"))
+        assertion = self.identity_assertion(top.get("identity_assertion"), identity)
         routes = self.routes(top.get("routes"), server)
         return Config(
             source=self.source,
@@ -83,8 +87,10 @@ class Builder(RouteChecks):
             trusted_issuers=issuers,
             store=store,
             users=users,
+            login=login,
             identity_headers=identity,
             cors=cors,
+            identity_assertion=assertion,
             routes=routes,
         )
 
@@ -242,7 +248,7 @@ class Builder(RouteChecks):
             jwks_file = self.get(m, p, "jwks_file", self.path_value, None)
             if (jwks_uri is None) == (jwks_file is None):
                 self.error(p, "trusted issuer: give exactly one of jwks_uri or jwks_file")
-            if jwks_uri is not None and not _is_safe_fetch_url(jwks_uri):
+            if jwks_uri is not None and not is_safe_fetch_url(jwks_uri):
                 self.error(
                     (*p, "jwks_uri"),
                     "jwks_uri: plain http is refused except for loopback hosts; use https",
@@ -289,27 +295,6 @@ class Builder(RouteChecks):
             verify_url=verify_url,
             file_named="file" in m,
         )
-
-    def identity_headers(self, top: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-        if "identity_headers" not in top:
-            return Config.identity_headers
-        value = top["identity_headers"]
-        p: Path_ = ("identity_headers",)
-        if value is None:
-            return ()
-        if not isinstance(value, dict):
-            self.error(p, "identity_headers must be a mapping of header name to claim")
-            return ()
-        result: list[tuple[str, str]] = []
-        for header, claim in value.items():
-            name = header.lower().replace("_", "-")
-            if not TOKEN_CHARS.match(header) or name in OWNED_UPSTREAM:
-                self.error((*p, header), f"identity_headers: {header!r} cannot be used")
-            if not isinstance(claim, str) or not claim:
-                self.error((*p, header), f"identity_headers: {header!r} must name a claim")
-                continue
-            result.append((name, claim))
-        return tuple(result)
 
     def cors(self, value: Any) -> CorsConfig | None:
         if value is None:
@@ -358,16 +343,3 @@ class Builder(RouteChecks):
             ),
             max_age=self.get(m, p, "max_age", self.integer, d.max_age),
         )
-
-
-def _is_safe_fetch_url(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return True
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

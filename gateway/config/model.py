@@ -128,6 +128,44 @@ def missing_inputs(config: Config) -> list[str]:
 
 
 @dataclass(frozen=True)
+class OidcProviderConfig:
+    """One OpenID Connect provider users may sign in with (``login.providers``)."""
+
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    subject: str = "sub"
+    scopes_from: str | None = None
+    scope_map: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    require: tuple[tuple[str, Any], ...] = ()
+    backchannel_logout: bool = False
+    secret_in_file: bool = False  # client_secret written in the file, not from ${VAR}
+    line: int = 0
+
+    @property
+    def discovery_url(self) -> str:
+        return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+@dataclass(frozen=True)
+class LoginConfig:
+    providers: tuple[OidcProviderConfig, ...] = ()
+    password_form: bool = True  # the sign-in page shows the form (``users`` configured)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Choices that work but that ``gateway check`` should question, as ``PATH:LINE: warning``."""
+    return [
+        f"{config.source}:{p.line}: warning: login.providers {p.name}: client_secret is "
+        "written in the file; take it from the environment with ${VAR}"
+        for p in config.login.providers
+        if p.secret_in_file
+    ]
+
+
+@dataclass(frozen=True)
 class CorsConfig:
     allow_origins: frozenset[str] = frozenset()
     allow_credentials: bool = False
@@ -135,6 +173,14 @@ class CorsConfig:
     allow_headers: tuple[str, ...] = ("authorization", "content-type", "x-request-id")
     expose_headers: tuple[str, ...] = ("x-request-id",)
     max_age: int = 600
+
+
+@dataclass(frozen=True)
+class IdentityAssertionConfig:
+    """The signed identity assertion sent upstream (docs/forward-auth.md#the-identity-assertion)."""
+
+    header: str = "x-gateway-assertion"  # lower-case
+    ttl: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +212,7 @@ class Route:
     forward_authorization: bool = False
     rate_limit: RateLimit | None = None
     headers: HeaderRules = HeaderRules()
+    identity_assertion: bool = True  # false: this route's requests carry no assertion
     line: int = 0
 
 
@@ -177,11 +224,13 @@ class Config:
     trusted_issuers: tuple[TrustedIssuer, ...] = ()
     store: str = "sqlite:///./data/gateway.db"
     users: UsersConfig = UsersConfig()
+    login: LoginConfig = LoginConfig()
     identity_headers: tuple[tuple[str, str], ...] = (
         ("x-auth-subject", "sub"),
         ("x-auth-scopes", "scope"),
     )
     cors: CorsConfig | None = None
+    identity_assertion: IdentityAssertionConfig | None = None
     routes: tuple[Route, ...] = field(default_factory=tuple)
 
     @property

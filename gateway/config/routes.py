@@ -66,6 +66,7 @@ class RouteChecks(Reader):
                 "forward_authorization",
                 "rate_limit",
                 "headers",
+                "identity_assertion",
             }
         )
         if not isinstance(value, dict):
@@ -153,6 +154,7 @@ class RouteChecks(Reader):
             forward_authorization=self.get(m, p, "forward_authorization", self.boolean, False),
             rate_limit=rate,
             headers=self.header_rules(m.get("headers"), (*p, "headers")),
+            identity_assertion=self.get(m, p, "identity_assertion", self.boolean, True),
             line=line,
         )
 

@@ -28,6 +28,7 @@ class Document:
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    expanded: set[Path_] = field(default_factory=set)  # values that came through ${VAR}
 
     def line(self, path: Path_) -> int:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -122,6 +123,7 @@ def _convert(
         doc.problems.append((line, f"{node.value[:40]!r}... is not a usable value"))
         return None
     if isinstance(value, str) and "${" in value:
+        doc.expanded.add(path)
         return _expand(value, line, doc, env)
     return value
 

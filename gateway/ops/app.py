@@ -32,15 +32,8 @@ from gateway.auth.keys import KeyFileError, KeyRing
 from gateway.auth.revocation import RevocationFeed, RevocationSet, keep_for
 from gateway.config import Config, ConfigError, TrustedIssuer, load_config, missing_inputs
 from gateway.http.pool import UpstreamPool
-from gateway.observability import (
-    INPUT_DEGRADED,
-    INPUT_FAILURES,
-    INPUTS,
-    RELOADS,
-    AccessLog,
-    AccessRecord,
-    publish_snapshot,
-)
+from gateway.observability import RELOADS, AccessLog, AccessRecord, publish_snapshot
+from gateway.ops import degraded
 from gateway.ops.inputs import Inputs
 from gateway.ops.watch import Fingerprint, fingerprint
 from gateway.proxy.balancer import Balancer
@@ -49,11 +42,10 @@ from gateway.proxy.ratelimit import MemoryRateLimiter, RateLimiter, StoreRateLim
 from gateway.proxy.runtime import Runtime, build_runtime
 from gateway.store import RefreshStore, StoreError, StoreUnavailable, open_store
 from gateway.tokenservice.endpoints import Endpoint, TokenEndpoints, error
+from gateway.tokenservice.oidc_endpoints import OidcEndpoints
 
 log = logging.getLogger("gateway")
 WATCH_INTERVAL = 1.0
-# How /readyz names each reloadable input (the metrics' ``input`` label is the key).
-_LABELS = {"config": "configuration", "keys": "keys folder", "jwks_file": "jwks_file"}
 
 ReloadHook = Callable[[Config, KeyRing], None]
 
@@ -84,11 +76,14 @@ class GatewayApp:
         self._store_limiter: StoreRateLimiter | None = None
         self.tokens = TokenEndpoints()
         self.revoked = RevocationSet(keep_for(config.tokens))
+        self.oidc = OidcEndpoints()
         self.reload_hooks.append(self.tokens.reconfigure)
+        self.reload_hooks.append(self.oidc.reconfigure)
         self.auth_app = Starlette(
             routes=[
                 # Every method reaches it (the catch-all after it would make the others 404).
                 StarletteRoute("/.well-known/jwks.json", Endpoint(self.jwks_endpoint)),
+                *self.oidc.routes,
                 *self.tokens.routes,
             ]
         )
@@ -176,6 +171,9 @@ class GatewayApp:
         self._tasks.append(asyncio.create_task(feed.run()))
         await feed.wait_first_poll()
         await self.tokens.start(
+            config, self.keyring, store=self.store, http=self.http, revoked=self.revoked
+        )
+        self.oidc.start(
             config, self.keyring, store=self.store, http=self.http, revoked=self.revoked
         )
         self._runtime = build_runtime(
@@ -309,16 +307,8 @@ class GatewayApp:
         return True
 
     def _refused(self, problems: dict[str, list[str]]) -> bool:
-        refused: dict[str, str] = {}
-        for name, found in problems.items():
-            for problem in found:
-                log.error("reload refused: %s", problem)
-            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-            refused[name] = f"{_LABELS[name]} not reloaded: {found[0]}{more}"
-            if self._refused_inputs.get(name) != refused[name]:
-                INPUT_FAILURES.labels(name).inc()
+        self._refused_inputs = degraded.refused_reasons(problems, self._refused_inputs)
         RELOADS.labels("error").inc()
-        self._refused_inputs = refused
         return False
 
     def degraded_inputs(self) -> dict[str, str]:
@@ -327,14 +317,9 @@ class GatewayApp:
         users = self.tokens.degraded()
         if users:
             reasons["users_file"] = users[0]
-        failing = [
-            f"jwks_uri of {issuer} ({source.uri}) failing: {source.last_error}; the keys last "
-            "fetched serve"
-            for issuer, source in self.jwks.items()
-            if source.uri is not None and source.ready and source.last_error is not None
-        ]
+        failing = degraded.failing_jwks_uris(self.jwks)
         if failing:
-            reasons["jwks_uri"] = "; ".join(failing)
+            reasons["jwks_uri"] = failing
         return reasons
 
     def degraded(self) -> list[str]:
@@ -357,10 +342,12 @@ class GatewayApp:
                 problems.append(f"store cannot write ({type(exc).__name__})")
         if self.keyring is None or not self.keyring.kids:
             problems.append("no signing keys loaded")
+        elif self._runtime is None:
+            problems.append("starting")
         for issuer, source in self.jwks.items():
             if not source.ready:
                 problems.append(f"JWKS of {issuer} never fetched")
-        return problems
+        return [*problems, *self.oidc.readiness()]
 
     async def _publish(self) -> None:
         """Write buffered access-log lines every 0.2 s and the metrics snapshot every second."""
@@ -371,9 +358,7 @@ class GatewayApp:
             self.access_log.flush()
             tick += 1
             if tick % 5 == 0:
-                degraded = self.degraded_inputs()
-                for name in INPUTS:
-                    INPUT_DEGRADED.labels(name).set(1 if name in degraded else 0)
+                degraded.publish(self.degraded_inputs())
                 try:
                     await asyncio.to_thread(publish_snapshot)
                 except OSError as exc:
@@ -383,6 +368,7 @@ class GatewayApp:
                         log.warning("cannot publish this worker's metrics: %s", exc)
 
     async def shutdown(self) -> None:
+        await self.oidc.stop()
         for task in [*self._tasks, *self._jwks_loops.values()]:
             task.cancel()
         for task in [*self._tasks, *self._jwks_loops.values()]:

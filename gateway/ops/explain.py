@@ -64,6 +64,33 @@ def _detail(error: TokenError, claims: Mapping[str, Any], config: Config, now: f
     return error.description
 
 
+_SSO_STEPS = {
+    "start": "starts single sign-on: 302 to the provider's authorization endpoint",
+    "callback": "the provider's redirect back: checks state, exchanges the code, starts a session",
+    "backchannel-logout": "OIDC back-channel logout: a logout_token ends that provider session",
+}
+
+
+def _sso(config: Config, path: str) -> list[str]:
+    """What a single sign-on path does, and with which provider."""
+    parts = path.split("/")
+    if len(parts) != 5 or parts[1:3] != ["auth", "oidc"]:
+        return []
+    name, step = parts[3], parts[4]
+    provider = next((p for p in config.login.providers if p.name == name), None)
+    if provider is None:
+        known = ", ".join(p.name for p in config.login.providers) or "none configured"
+        return [f"sign-in provider: {name!r} is not configured (known: {known}): 404 not_found"]
+    if step not in _SSO_STEPS or (step == "backchannel-logout" and not provider.backchannel_logout):
+        return [f"sign-in provider {name}: no such endpoint: 404 not_found"]
+    secret = "client_secret_basic" if provider.client_secret else "public client (PKCE only)"
+    return [
+        f"sign-in provider {name} (line {provider.line}): issuer {provider.issuer}, "
+        f"client_id {provider.client_id}, {secret}",
+        f"endpoint: {_SSO_STEPS[step]}",
+    ]
+
+
 async def explain(
     config: Config, method: str, raw_path: str, token: str | None, *, now: float
 ) -> list[str]:
@@ -76,7 +103,7 @@ async def explain(
         return [f"refused: 400 invalid_request: {exc}"]
     lines = [f"normalised path: {path}"]
     if is_reserved(path):
-        return [*lines, "route: the gateway's own token service (not proxied)"]
+        return [*lines, "route: the gateway's own token service (not proxied)", *_sso(config, path)]
     table = RouteTable(config.routes)
     match = table.match(method, path)
     if match is None:

@@ -12,7 +12,7 @@ from gateway.http.contract import Send
 from gateway.http.errors import send_error
 from gateway.proxy.access import Denial
 
-__all__ = ["Answer", "PreflightAllowed", "Refusal", "SignInRedirect"]
+__all__ = ["Allowed", "Answer", "PreflightAllowed", "Refusal", "SignInRedirect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,4 +77,23 @@ class PreflightAllowed:
         await send({"type": "http.response.body", "body": b""})
 
 
-Answer = Refusal | SignInRedirect | PreflightAllowed
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """A forward-auth decision to let the request through: the identity headers, no body."""
+
+    headers: tuple[tuple[bytes, bytes], ...]
+    status: int = 200
+    reason: str | None = None
+
+    async def send(self, send: Send, request_id: bytes) -> None:
+        headers = [
+            *self.headers,
+            (b"content-length", b"0"),
+            (b"cache-control", b"no-store"),
+            (b"x-request-id", request_id),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+Answer = Refusal | SignInRedirect | PreflightAllowed | Allowed

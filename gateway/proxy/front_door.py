@@ -2,9 +2,10 @@
 
 ``FrontDoor._handle`` reads as the stages in order (``stages.py`` says why this order): scan
 the head, check the framing, answer a preflight, hand the gateway's own paths to the token
-service, choose the route, authenticate, check the limits, forward. A stage that ends the
-request returns an answer, which ``_answer`` sends and records; the access record is the one
-piece of state that travels with the request.
+service, choose the route, authenticate, check the limits, forward. ``/auth/verify`` answers a
+trusted proxy's question about another request with the same stages (``forward_auth.py``). A
+stage that ends the request returns an answer, which ``_answer`` sends and records; the access
+record is the one piece of state that travels with the request.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gateway.proxy.forward import (
     deliver,
     request_body,
 )
+from gateway.proxy.forward_auth import VERIFY_PATH, verify
 from gateway.proxy.ratelimit import RateLimiter
 from gateway.proxy.runtime import Runtime
 from gateway.proxy.stages import (
@@ -122,6 +124,12 @@ class FrontDoor:
             return await self._answer(send, record, path)
         record.path = path[:_MAX_LOGGED_PATH]
         method: str = scope["method"]
+
+        if path == VERIFY_PATH:
+            # Before the preflight stage: the verify request carries the original's headers,
+            # and a preflight among them is the original's, judged by forward_auth.verify.
+            decision = await verify(rt, head, peer_of(scope), record)
+            return await self._answer(send, record, decision)
 
         preflight = answer_preflight(head, method, rt.cors)
         if preflight is not None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from gateway.config import Config, IpNetwork, Route
+from gateway.config import Config, IdentityAssertionConfig, IpNetwork, Route
 from gateway.config.owned_headers import FORWARDING, HOP_BY_HOP, REROUTING, WIRE_OWNED
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -36,7 +36,13 @@ class HeaderPolicy:
     """Per-configuration header rules, compiled once; methods are the per-request work."""
 
     def __init__(self, config: Config) -> None:
-        self._identity_names = frozenset(name.encode() for name, _ in config.identity_headers)
+        # The assertion's header (and the default name, when none is configured) is removed
+        # from clients like an identity header, whether or not a route sends one: an upstream
+        # checking it must only ever see the gateway's.
+        assertion = config.identity_assertion or IdentityAssertionConfig()
+        self._identity_names = frozenset(
+            (*(name.encode() for name, _ in config.identity_headers), assertion.header.encode())
+        )
         self._gateway_cookies = frozenset(
             name.encode()
             for name in (

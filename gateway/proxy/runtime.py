@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
+from gateway.auth.assertion import IdentityAsserter
 from gateway.auth.jwks import JwksSource
 from gateway.auth.keys import KeyRing
 from gateway.auth.verifier import IssuerPolicy, Verifier
@@ -36,6 +37,7 @@ class Runtime:
     access_cookie: str | None
     cors: CorsPolicy
     origin_check: OriginCheck
+    asserter: IdentityAsserter | None = None  # with ``identity_assertion`` configured
 
 
 def build_verifier(
@@ -71,6 +73,20 @@ def build_verifier(
     )
 
 
+def build_asserter(config: Config, keyring: KeyRing) -> IdentityAsserter | None:
+    """The identity-assertion signer, when ``identity_assertion`` is configured."""
+    settings = config.identity_assertion
+    if settings is None:
+        return None
+    return IdentityAsserter(
+        keyring,
+        issuer=config.tokens.issuer,
+        header=settings.header,
+        ttl=settings.ttl,
+        claims=tuple(claim for _, claim in config.identity_headers),
+    )
+
+
 def build_runtime(
     config: Config,
     *,
@@ -94,4 +110,5 @@ def build_runtime(
         origin_check=OriginCheck(
             config.server.public_origin, config.cors.allow_origins if config.cors else ()
         ),
+        asserter=build_asserter(config, keyring),
     )

@@ -44,17 +44,19 @@ __all__ = [
     "RequestHead",
     "answer_preflight",
     "authenticate",
+    "authorise",
     "check_body",
     "check_framing",
     "check_rate_limit",
     "choose_route",
     "new_request_id",
     "scan_head",
+    "sends_to_sign_in",
 ]
 
 MAX_HEADER_BYTES = 32 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-Identity = tuple[tuple[bytes, bytes], ...]
+Identity = tuple[tuple[bytes, bytes], ...]  # the identity headers (and the assertion)
 
 # A random per-process prefix and a counter: unique across workers and restarts, and no
 # system call per request (request ids identify, they do not authenticate).
@@ -198,6 +200,38 @@ async def authenticate(
 ) -> Answer | Identity:
     """The identity headers for the upstream, or why the request is refused.
 
+    A browser navigation cannot attach a header: with the access cookie it is sent to sign in
+    instead of shown a 401, when it has no token or only a stale cookie one."""
+    decision = await authorise(rt, route, head, method, query, record)
+    if isinstance(decision, Denial):
+        if sends_to_sign_in(rt, head, method, decision):
+            return _sign_in(path, query, decision.reason)
+        return Refusal.of(decision)
+    return decision
+
+
+def sends_to_sign_in(rt: Runtime, head: RequestHead, method: str, denial: Denial) -> bool:
+    """Whether a refused browser navigation is better sent to sign in: it has no token, or only
+    a cookie one that failed, and signing in sets the access cookie it will send back."""
+    return (
+        denial.status == 401
+        and rt.access_cookie is not None
+        and method == "GET"
+        and b"text/html" in head.accept
+        and (denial is NO_TOKEN or not head.authorization)
+    )
+
+
+async def authorise(
+    rt: Runtime,
+    route: Route,
+    head: RequestHead,
+    method: str,
+    query: bytes,
+    record: AccessRecord,
+) -> Identity | Denial | Refusal:
+    """The identity headers (with the assertion), the route's refusal, or a 400.
+
     A verified token's subject goes into ``record``. The access cookie rides along with any
     request the browser makes, including a form post from another site: an unsafe request
     authenticated by it alone passes the same cross-site check as the token endpoints."""
@@ -207,17 +241,9 @@ async def authenticate(
         token = extract_token(head.headers, query, rt.access_cookie)
     except InvalidRequest as exc:
         return Refusal(400, exc.description)
-    # A browser navigation cannot attach a header: with the access cookie it is sent to sign
-    # in instead of shown a 401, when it has no token or only a stale cookie one.
-    navigation = rt.access_cookie is not None and method == "GET" and b"text/html" in head.accept
-    denial: Denial | None = None
     if token is None:
-        if route.auth != "required":
-            return ()
-        if navigation:
-            return _sign_in(path, query, "missing")
-        denial = NO_TOKEN
-    elif (
+        return () if route.auth != "required" else NO_TOKEN
+    if (
         not head.authorization
         and method not in SAFE_METHODS
         and (
@@ -226,20 +252,18 @@ async def authenticate(
             )
         )
     ):
-        denial = Denial(403, "forbidden", refusal, "cross_site")
-    else:
-        try:
-            admitted = await rt.verifier.admit(token)
-        except TokenError as exc:
-            denial = invalid_token(exc)
-        else:
-            record.sub = admitted.sub
-            denial = rt.access[route.name].check(admitted)
-            if denial is None:
-                return admitted.identity
-    if navigation and denial.status == 401 and not head.authorization:
-        return _sign_in(path, query, denial.reason)
-    return Refusal.of(denial)
+        return Denial(403, "forbidden", refusal, "cross_site")
+    try:
+        admitted = await rt.verifier.admit(token)
+    except TokenError as exc:
+        return invalid_token(exc)
+    record.sub = admitted.sub
+    denial = rt.access[route.name].check(admitted)
+    if denial is not None:
+        return denial
+    if rt.asserter is not None and route.identity_assertion:
+        return rt.asserter.identity(token, route.name, admitted)
+    return admitted.identity
 
 
 def _sign_in(path: str, query: bytes, reason: str) -> SignInRedirect:

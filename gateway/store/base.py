@@ -208,6 +208,14 @@ class RefreshStore(abc.ABC):
         """Revoke every live family of `sub`; the sids revoked by this call."""
 
     @abc.abstractmethod
+    async def link_session(self, *, sid: str, links: Iterable[str]) -> None:
+        """Link the family `sid` to `links` (keys of a provider's session and user)."""
+
+    @abc.abstractmethod
+    async def revoke_linked(self, *, link: str, now: float) -> list[str]:
+        """Revoke every live family linked to `link` (a back-channel logout); the sids."""
+
+    @abc.abstractmethod
     async def revocations(self, *, since: float, now: float) -> list[tuple[str, float]]:
         """(sid, revoked_at) of families revoked at or after `since`, within the retention."""
 

@@ -41,6 +41,7 @@ from gateway.store.base import (
     judge_rotation,
     split_url,
 )
+from gateway.store.session_links import POSTGRES_LINKS, PostgresLinks
 
 __all__ = ["PostgresStore"]
 
@@ -79,6 +80,7 @@ SCHEMA = (
         window_end double precision NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS gw_counters_end ON gw_counters (window_end)",
+    *POSTGRES_LINKS,
 )
 
 SELECT_FAMILY_BY_TOKEN_FOR_UPDATE = """
@@ -119,7 +121,7 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and sqlstate[:2] in UNAVAILABLE_CLASSES
 
 
-class PostgresStore(RefreshStore):
+class PostgresStore(PostgresLinks, RefreshStore):
     """Refresh-token store in PostgreSQL; connects on first use."""
 
     def __init__(

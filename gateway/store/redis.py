@@ -12,6 +12,7 @@ Keys, under a configurable prefix (default `gw:`), all with a TTL so Redis never
     tok:<hash>  hash {sid, idle}                       until the family's absolute expiry
     fam:<sid>   hash {sub, data, exp, cur, prev, rot, rev}   until the family's absolute expiry
     sub:<sub>   set of sids                             until the last of them expires
+    lnk:<link>  set of sids (a provider's session/user)  until the last of them expires
     rev         sorted set sid -> revoked_at            entries trimmed past the retention
     ctr:<key>   hash {n, end}                           until the window ends
 
@@ -24,7 +25,7 @@ Lua's 14-digit `tostring`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode, urlunsplit
@@ -129,11 +130,11 @@ return sid
 """
 )
 
-# ARGV: prefix, sub, now, retention
-REVOKE_SUBJECT = (
+# ARGV: prefix, set key ('sub:' .. sub, or 'lnk:' .. link), now, retention
+REVOKE_SET = (
     PREAMBLE
     + """
-local key = p .. 'sub:' .. ARGV[2]
+local key = p .. ARGV[2]
 local revoked = {}
 for _, sid in ipairs(redis.call('SMEMBERS', key)) do
   local f = redis.call('HMGET', p .. 'fam:' .. sid, 'exp', 'rev')
@@ -145,6 +146,22 @@ for _, sid in ipairs(redis.call('SMEMBERS', key)) do
   end
 end
 return revoked
+"""
+)
+
+# ARGV: prefix, sid, link... The link sets live as long as the family they name can: its key's
+# TTL is its absolute expiry.
+LINK = (
+    PREAMBLE
+    + """
+local ttl = redis.call('PTTL', p .. 'fam:' .. ARGV[2])
+if ttl <= 0 then return 0 end
+for i = 3, #ARGV do
+  local key = p .. 'lnk:' .. ARGV[i]
+  redis.call('SADD', key, ARGV[2])
+  extend(key, ttl)
+end
+return 1
 """
 )
 
@@ -185,8 +202,9 @@ class RedisStore(RefreshStore):
         self._start_session = client.register_script(START_SESSION)
         self._rotate = client.register_script(ROTATE)
         self._revoke_token = client.register_script(REVOKE_TOKEN)
-        self._revoke_subject = client.register_script(REVOKE_SUBJECT)
+        self._revoke_set = client.register_script(REVOKE_SET)
         self._hit = client.register_script(HIT)
+        self._link = client.register_script(LINK)
 
     @classmethod
     def from_url(
@@ -299,7 +317,14 @@ class RedisStore(RefreshStore):
         return str(sid) if sid else None
 
     async def revoke_subject(self, *, sub: str, now: float) -> list[str]:
-        sids = await self._script(self._revoke_subject, sub, repr(now), repr(self._retention))
+        sids = await self._script(self._revoke_set, "sub:" + sub, repr(now), repr(self._retention))
+        return [str(sid) for sid in sids]
+
+    async def link_session(self, *, sid: str, links: Iterable[str]) -> None:
+        await self._script(self._link, sid, *links)
+
+    async def revoke_linked(self, *, link: str, now: float) -> list[str]:
+        sids = await self._script(self._revoke_set, "lnk:" + link, repr(now), repr(self._retention))
         return [str(sid) for sid in sids]
 
     async def revocations(self, *, since: float, now: float) -> list[tuple[str, float]]:

@@ -46,6 +46,7 @@ from gateway.store.base import (
     judge_rotation,
     split_url,
 )
+from gateway.store.session_links import SQLITE_LINKS, SQLiteLinks
 
 __all__ = ["SQLiteStore"]
 
@@ -84,6 +85,7 @@ SCHEMA = (
         window_end REAL NOT NULL
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS gw_counters_end ON gw_counters (window_end)",
+    *SQLITE_LINKS,
 )
 
 SELECT_FAMILY_BY_TOKEN = """
@@ -126,7 +128,7 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-class SQLiteStore(RefreshStore):
+class SQLiteStore(SQLiteLinks, RefreshStore):
     """Refresh-token store in a SQLite file, safe across processes."""
 
     def __init__(

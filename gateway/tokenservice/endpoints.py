@@ -8,13 +8,11 @@ Every answer here is built by this module: JSON errors in the gateway's shape (`
 cross-site check (``proxy/origins.py``), then the body (``login_form.py`` reads at most
 16 KiB), then the login lockout, and only then is a password hashed or the store asked to rotate.
 
-Nothing secret is logged or echoed: no password, token or cookie value reaches a log line or an
-error body, and an unexpected exception is logged with its type and stack frames only, never
-its message.
+Nothing secret is logged or echoed (no password, token or cookie value); an unexpected
+exception is logged with its type and stack frames only, never its message.
 
-The HTML flow: a form post whose ``Accept`` prefers HTML (a browser submitting the sign-in
-page) gets HTML back: the page again with a message on failure, or ``303 See Other`` to its
-``next`` (a same-origin path only) on success. Every other client gets the JSON answers.
+A form post whose ``Accept`` prefers HTML (the sign-in page) gets HTML back: the page with a
+message on failure, ``303`` to its same-origin ``next`` on success; others get JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from starlette.datastructures import MutableHeaders
@@ -87,13 +86,11 @@ class _Service:
     throttle: LoginThrottle
     revoked: RevocationSet
     sign_in_url: str
+    choices: dict[str, Any]  # the sign-in page's providers and password form
 
 
 def error(
-    status: int,
-    code: str,
-    description: str,
-    headers: Mapping[str, str] | None = None,
+    status: int, code: str, description: str, headers: Mapping[str, str] | None = None
 ) -> Response:
     """The gateway's JSON error answer (``gateway.http.errors``), never cached."""
     return Response(
@@ -191,6 +188,10 @@ class TokenEndpoints:
             throttle=LoginThrottle(store, max_failures=users.max_failures, lockout=users.lockout),
             revoked=revoked,
             sign_in_url=config.server.public_url + "/auth/login",
+            choices={
+                "providers": tuple(p.name for p in config.login.providers),
+                "password_form": config.login.password_form,
+            },
         )
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -200,9 +201,13 @@ class TokenEndpoints:
             next_path = safe_next(request.query_params.get("next"))
             # Only access-cookie sessions are sent here by a navigation, so only they can
             # usefully be resumed from the refresh cookie before the form is needed.
-            silent = self._service is not None and self._service.cookies.access_name is not None
-            return _page(render_page(next_path=next_path, silent_refresh=silent))
+            service = self._service
+            silent = service is not None and service.cookies.access_name is not None
+            choices = service.choices if service else {}
+            return _page(render_page(next_path=next_path, silent_refresh=silent, **choices))
         service = self._admit(request, _LOGIN_METHODS)
+        if not service.choices["password_form"]:  # single sign-on only: no users configured
+            return error(404, "not_found", "Password sign-in is not configured; use a provider")
         try:
             form = await read_login_form(request)
         except BadForm as exc:
@@ -324,14 +329,9 @@ class TokenEndpoints:
     def _admit(self, request: Request, allow: str) -> _Service:
         """The service, once the method and the request's origin are acceptable."""
         if request.method != "POST":
-            raise _Refusal(
-                error(
-                    405,
-                    "method_not_allowed",
-                    "This endpoint does not allow the method",
-                    {"allow": allow},
-                )
-            )
+            refused = error(405, "method_not_allowed", "This endpoint does not allow the method")
+            refused.headers["allow"] = allow
+            raise _Refusal(refused)
         service = self._service
         if service is None:
             raise _Refusal(error(503, "store_unavailable", "The token service is starting"))

@@ -24,7 +24,7 @@ import base64
 import hashlib
 import html
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 __all__ = ["PAGE_HEADERS", "render_page", "render_signed_in", "safe_next"]
 
@@ -46,6 +46,9 @@ input:focus{outline:3px solid #8db4ff;outline-offset:1px;border-color:#2f6fed}
 button{margin-top:1.4rem;width:100%;padding:.7rem;font:inherit;font-weight:600;
 color:#fff;background:#2f6fed;border:0;border-radius:8px;cursor:pointer}
 button:hover{background:#245bd0}
+a.provider{display:block;margin-top:.8rem;padding:.7rem;text-align:center;font-weight:600;
+color:#2f6fed;border:1px solid #2f6fed;border-radius:8px;text-decoration:none}
+a.provider:focus-visible{outline:3px solid #8db4ff;outline-offset:2px}
 button.secondary{color:#2f6fed;background:transparent;border:1px solid #2f6fed}
 button:focus-visible{outline:3px solid #8db4ff;outline-offset:2px}
 .message{margin:0 0 1rem;padding:.6rem .8rem;border-radius:8px;background:#fdecec;color:#8a1c1c}
@@ -120,17 +123,32 @@ def safe_next(value: str | None) -> str | None:
 
 
 def render_page(
-    *, next_path: str | None = None, message: str | None = None, silent_refresh: bool = False
+    *,
+    next_path: str | None = None,
+    message: str | None = None,
+    silent_refresh: bool = False,
+    providers: tuple[str, ...] = (),
+    password_form: bool = True,
 ) -> str:
     """The sign-in page, with an optional error ``message`` above the form.
 
+    ``providers`` each get a "Sign in with" link that starts single sign-on and carries
+    ``next``; the password form is left out when ``password_form`` is false.
     ``silent_refresh`` adds the script that resumes a session from the refresh cookie."""
     notice = f'<p class="message" role="alert">{html.escape(message)}</p>\n' if message else ""
     next_field = ""
     if next_path:
         next_field = f'\n<input type="hidden" name="next" value="{html.escape(next_path)}">'
-    form = _FORM.format(next_field=next_field)
-    return _document("Sign in", notice + form, script=silent_refresh and next_path is not None)
+    form = _FORM.format(next_field=next_field) if password_form else next_field.lstrip("\n")
+    query = f"?next={quote(next_path, safe='/')}" if next_path else ""
+    links = "".join(
+        f'\n<a class="provider" href="/auth/oidc/{quote(name)}/start{html.escape(query)}">'
+        f"Sign in with {html.escape(name)}</a>"
+        for name in providers
+    )
+    return _document(
+        "Sign in", notice + form + links, script=silent_refresh and next_path is not None
+    )
 
 
 def render_signed_in(sub: str) -> str:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.sync_api import BrowserContext, Page, Response, Route, expect
 
 from tests.browser.conftest import EXPIRY, PASSWORD, USERS, Site
@@ -52,6 +53,14 @@ def load_orders(page: Page) -> None:
     page.evaluate("document.getElementById('status').textContent = ''")
     page.click("#load")
     expect(page.locator("#status")).to_contain_text("order(s) loaded")
+
+
+RACE_ATTEMPTS = 3
+
+
+def refreshes(calls: Calls) -> list[int]:
+    """The statuses of the tab's refreshes, so far."""
+    return [status for method, path, status in calls.seen if path == "/auth/refresh"]
 
 
 def grace_answers(site: Site) -> float:
@@ -138,10 +147,11 @@ def test_two_tabs_refreshing_at_once_both_stay_signed_in(
     expect(second.locator("#sub")).to_have_text("tab")
     calls = [Calls(tab, bearer_site) for tab in (first, second)]
 
-    graced = grace_answers(bearer_site)
     # Both tabs refresh with the same cookie at the same moment: the browser holds the first
-    # refresh until the second is on its way too, then lets both go (timing alone is not
-    # enough on a loaded machine: one could finish before the other starts).
+    # refresh until the second is on its way too, then lets both go. Chromium reads the cookie
+    # from its store as each request leaves, after this hold, so on a loaded machine the first
+    # answer's rotated cookie can still reach the second: then the two were one after the other
+    # (also fine for the tabs, but not the race this test is about), and the race is run again.
     held: list[Route] = []
 
     def together(route: Route) -> None:
@@ -151,22 +161,30 @@ def test_two_tabs_refreshing_at_once_both_stay_signed_in(
                 each.continue_()
 
     context.route("**/auth/refresh", together)
-    time.sleep(EXPIRY)
-    at = first.evaluate("Date.now() + 300")
-    for tab in (first, second):
-        tab.evaluate("document.getElementById('status').textContent = ''")
-    for tab in (first, second):
-        tab.evaluate(
-            "at => setTimeout(() => document.getElementById('load').click(), at - Date.now())", at
-        )
-    for tab in (first, second):
-        expect(tab.locator("#status")).to_contain_text("order(s) loaded")
+    for _attempt in range(RACE_ATTEMPTS):
+        graced = grace_answers(bearer_site)
+        held.clear()
+        refreshes_before = [refreshes(seen) for seen in calls]
+        time.sleep(EXPIRY)
+        at = first.evaluate("Date.now() + 300")
+        for tab in (first, second):
+            tab.evaluate("document.getElementById('status').textContent = ''")
+        for tab in (first, second):
+            tab.evaluate(
+                "at => setTimeout(() => document.getElementById('load').click(), at - Date.now())",
+                at,
+            )
+        for tab in (first, second):
+            expect(tab.locator("#status")).to_contain_text("order(s) loaded")
+        for seen, before in zip(calls, refreshes_before, strict=True):
+            assert refreshes(seen)[len(before) :] == [200]
+        assert "reuse detected" not in bearer_site.gateway.output()
+        # One rotated the token; the other presented it a moment after: the grace answer.
+        if grace_answers(bearer_site) == graced + 1:
+            break
+    else:
+        pytest.fail(f"the two refreshes were not concurrent in {RACE_ATTEMPTS} attempts")
     context.unroute("**/auth/refresh", together)
-    for seen in calls:
-        assert [status for method, path, status in seen.seen if path == "/auth/refresh"] == [200]
-    # One rotated the token; the other presented it a moment after and got the grace answer.
-    assert grace_answers(bearer_site) == graced + 1, "the two refreshes were not concurrent"
-    assert "reuse detected" not in bearer_site.gateway.output()
 
     # Neither tab was taken for a thief: the session goes on in both.
     time.sleep(EXPIRY)

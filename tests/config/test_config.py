@@ -256,8 +256,8 @@ def test_check_command_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
         f"{path}:1: store: unknown scheme 'nope' "
         "(use sqlite:///path, redis://host:port/db or postgresql://user@host/db)",
         f"{path}:6: unknown key 'colour' in routes[0] (known: auth, claims, forward_authorization, "
-        "headers, max_body, methods, name, path, rate_limit, scopes, strip_prefix, timeout, "
-        "upstream)",
+        "headers, identity_assertion, max_body, methods, name, path, rate_limit, scopes, "
+        "strip_prefix, timeout, upstream)",
     ]
     assert "Traceback" not in result.stderr
 

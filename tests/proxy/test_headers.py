@@ -99,6 +99,34 @@ def test_a_client_identity_header_is_stripped_on_a_public_route_too(sent: Header
     assert not [name for name in names(received) if name.replace("_", "-").startswith("x-auth")]
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param([("X-Gateway-Assertion", "forged")], id="canonical case"),
+        pytest.param([("X_GATEWAY_ASSERTION", "forged")], id="upper case underscores"),
+    ],
+)
+def test_the_default_assertion_header_is_stripped_even_with_the_assertion_off(
+    sent: Headers,
+) -> None:
+    assert CONFIG.identity_assertion is None
+    received = upstream(sent, to="open")
+    assert not [n for n in names(received) if n.replace("_", "-") == "x-gateway-assertion"]
+
+
+def test_a_configured_assertion_header_is_stripped_from_clients() -> None:
+    config = build_config(
+        identity_assertion={"header": "X-Identity"}, routes=[route("a", "/a", UP)]
+    )
+    received = upstream(
+        [("X-Identity", "forged"), ("x_identity", "forged")],
+        to="a",
+        policy=HeaderPolicy(config),
+        routes={"a": config.routes[0]},
+    )
+    assert not [n for n in names(received) if n.replace("_", "-") == "x-identity"]
+
+
 def test_the_upstream_sees_only_the_gateways_own_identity_headers() -> None:
     received = upstream(
         [("X-Auth-Subject", "mallory"), ("X_Auth_Subject", "eve")],
