@@ -9,7 +9,7 @@ COMPILED_STAMP := $(COMPILED_VENV)/.installed
 # The tests that run the compiled modules in process (the rest start `gateway` subprocesses).
 COMPILED_TESTS := tests/http tests/proxy tests/auth tests/test_build.py
 
-.PHONY: run test test-compiled lint bench bench-quick clean pure-source
+.PHONY: run test test-compiled lint bench bench-quick soak clean pure-source
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ bench: $(COMPILED_STAMP) pure-source
 ## bench-quick: a one-minute smoke run of the benchmark suite
 bench-quick: $(COMPILED_STAMP) pure-source
 	$(BIN)/python -m bench.run --quick --gateway-python $(COMPILED_VENV)/bin/python
+
+## soak: ten minutes of mixed traffic on 2 workers; fails on RSS or descriptor growth (MINUTES=N)
+MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) $(COMPILED_VENV) build .mypy_cache .ruff_cache .pytest_cache

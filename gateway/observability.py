@@ -54,6 +54,14 @@ INPUT_FAILURES = Counter(
     "Reloadable inputs that failed to load (the last good state kept serving)",
     ["input"],
 )
+# 1 while a reloadable input is broken and its last good state serves, in any live worker.
+INPUT_DEGRADED = Gauge(
+    "gateway_input_degraded",
+    "Reloadable inputs that are broken now (the last good state serves)",
+    ["input"],
+    multiprocess_mode="livemax",
+)
+INPUTS = ("config", "users_file", "keys", "jwks_file", "jwks_uri")
 ACCESS_LOG_DROPPED = Counter(
     "gateway_access_log_dropped_lines_total",
     "Access-log lines dropped because stdout stopped taking them",

@@ -34,6 +34,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes the supervisor ``pid`` started (not multiprocessing's helper)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            spawned = b"spawn_main" in (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if spawned and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """Wait until ``url`` answers at all (any status)."""
     import httpx

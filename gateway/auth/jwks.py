@@ -120,6 +120,7 @@ class JwksSource:
         self._last_refetch: float | None = None
         self._ready = False
         self.last_error: str | None = None
+        self._failed = asyncio.Event()  # a fetch failed: the refresh loop retries sooner
         self.fetches = 0
         initial = tuple(keys)
         if initial:
@@ -201,10 +202,27 @@ class JwksSource:
         while True:
             if await self.refresh():
                 retry = self._retry_interval
-                await self._sleep(self._refresh_interval)
-            else:
-                await self._sleep(retry)
-                retry = min(retry * 2, self._max_retry_interval)
+                if not await self._rest(self._refresh_interval):
+                    continue
+            await self._sleep(retry)
+            retry = min(retry * 2, self._max_retry_interval)
+
+    async def _rest(self, seconds: float) -> bool:
+        """Wait ``seconds`` after a success, or less: True as soon as a fetch made meanwhile
+        (an unknown kid's) fails, so that the retries start at once rather than after the
+        long wait, and a key set that came back is taken up (and ``/readyz`` clears) soon."""
+        self._failed.clear()
+        failed = asyncio.ensure_future(self._failed.wait())
+        rest = asyncio.ensure_future(self._sleep(seconds))
+        try:
+            done, _ = await asyncio.wait({failed, rest}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+            rest.cancel()
+        if rest in done:
+            rest.result()
+            return False
+        return True
 
     async def _fetch(self) -> bool:
         assert self.uri is not None and self._client is not None
@@ -222,6 +240,7 @@ class JwksSource:
         finally:
             self._inflight = None
         self.last_error = reason
+        self._failed.set()
         log.warning(
             "JWKS fetch for issuer %s failed (%s); keeping %d known keys",
             self.issuer,

@@ -116,7 +116,10 @@ class Builder(RouteChecks, LoginChecks, IdentityChecks):
         m = self.section(
             value,
             p,
-            frozenset({"public_url", "trusted_proxies", "max_body", "admin", "allow_path_params"}),
+            frozenset(
+                {"public_url", "trusted_proxies", "max_body", "admin", "allow_path_params"}
+                | {"keep_alive"}
+            ),
         )
         d = ServerConfig()
         admin_m = self.section(m.get("admin"), (*p, "admin"), frozenset({"host", "port"}))
@@ -140,6 +143,7 @@ class Builder(RouteChecks, LoginChecks, IdentityChecks):
                 port=port,
             ),
             allow_path_params=self.get(m, p, "allow_path_params", self.boolean, False),
+            keep_alive=self.get(m, p, "keep_alive", parse_duration, d.keep_alive),
         )
 
     def tokens(self, value: Any) -> TokensConfig:

@@ -56,6 +56,8 @@ class ServerConfig:
     max_body: int = 10 * 1024**2
     admin: AdminListener = AdminListener()
     allow_path_params: bool = False
+    # An idle keep-alive connection, or a request head still incomplete, is closed after this.
+    keep_alive: float = 75.0
 
     @property
     def public_origin(self) -> str:

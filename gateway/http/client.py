@@ -24,18 +24,15 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from gateway.http.cycle import expire
 
-__all__ = [
-    "MAX_RESPONSE_HEAD",
-    "READ_HIGH_WATER",
-    "Connection",
-    "UpstreamBroken",
-]
+__all__ = ["MAX_RESPONSE_HEAD", "READ_HIGH_WATER", "Connection", "UpstreamBroken"]
 
 MAX_RESPONSE_HEAD = 64 * 1024
 # Reading pauses when this much of an answer waits for the client, so a slow client holds at
 # most this much per exchange (plus the socket buffers) however large the answer.
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
+# A closed connection's parser: its own held bound methods of it, a cycle only a full GC frees.
+_CLOSED = HttpResponseParser(object())
 
 
 class Pool(Protocol):
@@ -103,6 +100,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._pool.forget(self)
+        self._parser = _CLOSED
         if (
             exc is None
             and self._active

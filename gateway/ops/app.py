@@ -33,6 +33,7 @@ from gateway.auth.revocation import RevocationFeed, RevocationSet, keep_for
 from gateway.config import Config, ConfigError, TrustedIssuer, load_config, missing_inputs
 from gateway.http.pool import UpstreamPool
 from gateway.observability import RELOADS, AccessLog, AccessRecord, publish_snapshot
+from gateway.ops import degraded
 from gateway.ops.inputs import Inputs
 from gateway.ops.watch import Fingerprint, fingerprint
 from gateway.proxy.authority import AuthorityWatch
@@ -63,7 +64,7 @@ class GatewayApp:
         self._reload_now = asyncio.Event()
         # Taken before the files were read, so an edit made while starting is not missed.
         self._fingerprint: Fingerprint | None = inputs.loaded_from
-        self._reload_problem: str | None = None
+        self._refused_inputs: dict[str, str] = {}  # input -> why its last good state serves
         self.keyring: KeyRing | None = None
         self.jwks: dict[str, JwksSource] = {}
         self._jwks_loops: dict[str, asyncio.Task[Any]] = {}
@@ -263,18 +264,33 @@ class GatewayApp:
     async def reload(self) -> bool:
         """Load the configuration again and swap it in; keep the old one if it is broken.
 
-        Everything is built before anything is swapped, so a failure at any step leaves the
-        worker exactly as it was. Files are read off the event loop."""
+        Everything is built before anything is swapped, so a failure leaves the worker as it
+        was. Every input is read even when another is broken (keys and JWK Set files from the
+        paths last named if the configuration is), so each is named. Off the event loop."""
         path = self.config.source
+        problems: dict[str, list[str]] = {}
         try:
-            config = await asyncio.to_thread(load_config, path)
-            missing = missing_inputs(config)
-            if missing:
-                raise ConfigError(missing)
-            keyring = await asyncio.to_thread(
-                KeyRing.load, config.tokens.keys, config.tokens.algorithm
-            )
-            jwks = await asyncio.to_thread(self._prepare_jwks, config)
+            config = self.config
+            try:
+                loaded = await asyncio.to_thread(load_config, path)
+                missing = missing_inputs(loaded)
+                if missing:
+                    raise ConfigError(missing)
+                config = loaded
+            except ConfigError as exc:
+                problems["config"] = exc.problems
+            try:
+                keyring = await asyncio.to_thread(
+                    KeyRing.load, config.tokens.keys, config.tokens.algorithm
+                )
+            except KeyFileError as exc:
+                problems["keys"] = [str(exc)]
+            try:
+                jwks = await asyncio.to_thread(self._prepare_jwks, config)
+            except JwksError as exc:
+                problems["jwks_file"] = [str(exc)]
+            if problems:
+                return self._refused(problems)
             old = self.runtime()
             runtime = build_runtime(
                 config, keyring=keyring, jwks=jwks, pool=old.pool, revoked=self.revoked
@@ -282,33 +298,38 @@ class GatewayApp:
             for hook in self.reload_hooks:
                 hook(config, keyring)
         except ConfigError as exc:
-            return self._refused(exc.problems)
-        except (KeyFileError, JwksError) as exc:
-            return self._refused([str(exc)])
+            return self._refused({"config": exc.problems})
         except Exception as exc:
-            return self._refused([f"{path}: cannot be applied ({type(exc).__name__})"])
+            return self._refused({"config": [f"{path}: cannot be applied ({type(exc).__name__})"]})
         self._commit_jwks(config, jwks)
         self.config = config
         self.keyring = keyring
         self._runtime = runtime
         self.watch.leeway = config.tokens.leeway
         RELOADS.labels("ok").inc()
-        self._reload_problem = None
+        self._refused_inputs = {}
         log.info("configuration reloaded from %s (%d routes)", path, len(config.routes))
         return True
 
-    def _refused(self, problems: list[str]) -> bool:
-        for problem in problems:
-            log.error("reload refused: %s", problem)
+    def _refused(self, problems: dict[str, list[str]]) -> bool:
+        self._refused_inputs = degraded.refused_reasons(problems, self._refused_inputs)
         RELOADS.labels("error").inc()
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        self._reload_problem = f"configuration not reloaded: {problems[0]}{more}"
         return False
 
+    def degraded_inputs(self) -> dict[str, str]:
+        """The inputs that are broken while their last good state serves, with why."""
+        reasons = dict(self._refused_inputs)
+        users = self.tokens.degraded()
+        if users:
+            reasons["users_file"] = users[0]
+        failing = degraded.failing_jwks_uris(self.jwks)
+        if failing:
+            reasons["jwks_uri"] = failing
+        return reasons
+
     def degraded(self) -> list[str]:
-        """Inputs that failed to load while the last good state keeps serving."""
-        refused = [self._reload_problem] if self._reload_problem else []
-        return [*refused, *self.tokens.degraded()]
+        """Why inputs are degraded (``/readyz``), one reason per broken input."""
+        return list(self.degraded_inputs().values())
 
     async def readiness(self) -> list[str]:
         """Why this worker is not ready; empty when it is."""
@@ -342,6 +363,7 @@ class GatewayApp:
             self.access_log.flush()
             tick += 1
             if tick % 5 == 0:
+                degraded.publish(self.degraded_inputs())
                 try:
                     await asyncio.to_thread(publish_snapshot)
                 except OSError as exc:

@@ -141,7 +141,9 @@ CRASH_LIMIT = 5
 CRASH_WINDOW = 60.0
 
 
-def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
+def _uvicorn_config(
+    app: object, *, lifespan: str, keep_alive: float = KEEP_ALIVE_SECONDS
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         loop="none",
@@ -155,7 +157,7 @@ def _uvicorn_config(app: object, *, lifespan: str) -> uvicorn.Config:
         log_config=None,
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]
         backlog=2048,
     )
 
@@ -174,7 +176,8 @@ async def _serve_worker(plan: WorkerPlan, public: socket.socket, admin: socket.s
     from gateway.ops.app import GatewayApp
 
     app = GatewayApp(plan.inputs, log_format=plan.log_format, workers=plan.workers)
-    public_server = _Server(_uvicorn_config(app, lifespan="on"))
+    keep_alive = plan.inputs.config.server.keep_alive
+    public_server = _Server(_uvicorn_config(app, lifespan="on", keep_alive=keep_alive))
     admin_server = _Server(_uvicorn_config(AdminApp(app), lifespan="off"))
     loop = asyncio.get_running_loop()
 

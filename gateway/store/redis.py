@@ -255,6 +255,13 @@ class RedisStore(RefreshStore):
         except redis.exceptions.RedisError as exc:
             cause = describe_cause(exc, secrets=self._secrets)
             raise StoreError(f"Redis store at {self._where}: {cause}") from exc
+        except RuntimeError as exc:
+            # uvloop refuses a write to a connection Redis reset ("the handler is closed") with
+            # RuntimeError where asyncio's own loop raises nothing; redis-py drops that
+            # connection, so the next call reconnects. Any other RuntimeError is a bug.
+            if "closed" not in str(exc):
+                raise
+            raise StoreUnavailable(f"Redis store at {self._where} unavailable: reset") from exc
 
     async def _script(self, script: Any, *args: object, keys: tuple[str, ...] = ()) -> Any:
         with self._boundary():

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.auth import Failure, IssuerPolicy, JwksError, JwksSource, TokenError, Verifier
 from gateway.auth.jwks import MAX_JWKS_BYTES, parse_jwks
+from tests.waiting import eventually_async
 
 from .conftest import AUDIENCE, IDP, Clock, Forge, JwksServer, public_jwk
 
@@ -340,3 +341,24 @@ async def test_a_redirect_is_not_followed(jwks_server: JwksServer, clock: Clock)
         assert not await source.refresh()
     assert source.last_error == "HTTP 302"
     assert jwks_server.other_fetches == 0
+
+
+async def test_a_failed_fetch_for_an_unknown_kid_starts_the_retries_at_once(
+    jwks_server: JwksServer, http_client: httpx.AsyncClient
+) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if seconds == 600.0:
+            await asyncio.sleep(3600)  # the long wait after a success: never over in this test
+        raise StopLoop
+
+    source = JwksSource.from_uri(IDP, jwks_server.url, http_client, sleep=sleep)
+    loop = asyncio.create_task(source.run_refresh_loop())
+    await eventually_async(lambda: waits == [600.0])
+    jwks_server.status = 500
+    assert await source.get("a-kid-it-does-not-know") is None
+    with pytest.raises(StopLoop):
+        await asyncio.wait_for(loop, 5)
+    assert waits == [600.0, 2.0]  # retrying now, not in ten minutes

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
 from gateway.config.units import parse_duration, parse_size
+from tests.configs import build_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = "routes:\n  - name: a\n    path: /a\n    upstream: http://127.0.0.1:9000\n"
@@ -95,6 +96,9 @@ def test_a_file_with_only_routes_is_valid() -> None:
             id="plain http jwks_uri",
         ),
         pytest.param("server:\n  max_body: lots\n" + MINIMAL, 2, "not a size", id="bad size"),
+        pytest.param(
+            "server:\n  keep_alive: soon\n" + MINIMAL, 2, "soon", id="bad keep_alive duration"
+        ),
         pytest.param(
             MINIMAL + "    auth: maybe\n", 5, "not required, optional or public", id="bad auth mode"
         ),
@@ -351,3 +355,8 @@ def test_loading_again_and_again_holds_no_more_memory() -> None:
     for _ in range(5):
         parse_config(MINIMAL, Path("/x/routes.yaml"), {})
     assert len(yaml_source._SCALAR_LOADER.constructed_objects) == 0
+
+
+def test_server_keep_alive_is_75_seconds_unless_set() -> None:
+    assert build_config().server.keep_alive == 75.0
+    assert build_config(server={"keep_alive": "5s"}).server.keep_alive == 5.0

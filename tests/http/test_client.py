@@ -690,3 +690,25 @@ async def test_a_worker_out_of_descriptors_answers_503_and_blames_no_upstream(
     with pytest.raises(GatewayOverloaded) as caught:
         await exchange(pool, "http://127.0.0.1:9")
     assert (caught.value.status, caught.value.connect) == (503, False)
+
+
+async def test_a_connection_that_broke_is_freed_without_waiting_for_a_garbage_collection(
+    pool: UpstreamPool,
+) -> None:
+    import gc
+
+    from gateway.http.client import Connection
+
+    gc.collect()
+    gc.disable()  # the worker's GC thresholds make full collections rare; here, none at all
+    try:
+        async with Scripted(reply(OK), hang_up, reply(OK)) as upstream:
+            await exchange(pool, upstream.url)
+            relay = await exchange(pool, upstream.url)  # meets the close, sent again
+        assert relay.status == 200
+        await asyncio.sleep(0.1)
+        # Only the pooled connection is left: the one that broke (its parser, its failure's
+        # traceback) was freed by reference counting alone.
+        assert len([o for o in gc.get_objects() if isinstance(o, Connection)]) <= 1
+    finally:
+        gc.enable()

@@ -725,3 +725,30 @@ async def test_the_proxy_logs_408_for_a_body_the_server_cut_off(served: Served) 
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"\r\nx-request-id: rid-1\r\n" in answer
     assert gone == [408]
+
+
+async def test_a_closed_connection_is_freed_without_waiting_for_a_garbage_collection(
+    served: Served,
+) -> None:
+    import gc
+    import weakref
+
+    protocols: list[weakref.ref[GatewayHttpProtocol]] = []
+    gc.collect()
+    gc.disable()  # the worker's GC thresholds make full collections rare; here, none at all
+    try:
+        for request in (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b""):
+            reader, writer = await served.connect()
+            await eventually_async(lambda: len(served.server.server_state.connections) == 1)
+            (protocol,) = served.server.server_state.connections
+            protocols.append(weakref.ref(protocol))  # type: ignore[arg-type]
+            del protocol
+            if request:
+                writer.write(request)
+                await reader.readuntil(b"hello")
+            writer.close()
+            await eventually_async(lambda: not served.server.server_state.connections)
+        # Freed by reference counting alone: no cycle (parser, exchange) keeps them.
+        await eventually_async(lambda: all(ref() is None for ref in protocols))
+    finally:
+        gc.enable()

@@ -14,7 +14,7 @@ import yaml
 
 from gateway.ops.supervisor import CRASH_LIMIT, CRASH_WINDOW, CrashLoop
 from tests.configs import route
-from tests.conftest import GatewayProcess
+from tests.conftest import GatewayProcess, worker_pids
 from tests.tokens import ISSUER, SigningKey
 from tests.upstream import Upstream
 from tests.waiting import eventually
@@ -39,22 +39,6 @@ def test_exits_older_than_the_window_are_forgotten() -> None:
     assert not loop.record(CRASH_LIMIT + CRASH_WINDOW)
 
 
-def _workers_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == pid and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.slow
 def test_a_crash_loop_stops_the_gateway_with_a_failure_status(
     upstream: tuple[Upstream, int], start_gateway: Callable[..., GatewayProcess]
@@ -66,7 +50,7 @@ def test_a_crash_loop_stops_the_gateway_with_a_failure_status(
     killed: set[int] = set()
 
     def stopped() -> bool:
-        for worker in _workers_of(gateway.proc.pid):
+        for worker in worker_pids(gateway.proc.pid):
             if worker not in killed:
                 killed.add(worker)
                 os.kill(worker, signal.SIGKILL)
@@ -86,9 +70,9 @@ def test_a_killed_worker_is_replaced_and_the_gateway_goes_on_serving(
     gateway = start_gateway(
         {"routes": [route("app", "/app", f"http://127.0.0.1:{port}", auth="public")]}, workers=2
     )
-    first = eventually(lambda: len(workers := _workers_of(gateway.proc.pid)) == 2 and workers)
+    first = eventually(lambda: len(workers := worker_pids(gateway.proc.pid)) == 2 and workers)
     os.kill(first[0], signal.SIGKILL)
-    eventually(lambda: len(set(_workers_of(gateway.proc.pid)) - set(first)) == 1, timeout=30)
+    eventually(lambda: len(set(worker_pids(gateway.proc.pid)) - set(first)) == 1, timeout=30)
     assert httpx.get(f"{gateway.url}/app/x").status_code == 200
     assert gateway.proc.poll() is None
     gateway.proc.send_signal(signal.SIGTERM)
@@ -97,9 +81,9 @@ def test_a_killed_worker_is_replaced_and_the_gateway_goes_on_serving(
 
 def _replace_a_worker(gateway: GatewayProcess) -> None:
     """Kill one worker and return once the supervisor has started its replacement."""
-    before = eventually(lambda: len(workers := _workers_of(gateway.proc.pid)) == 2 and workers)
+    before = eventually(lambda: len(workers := worker_pids(gateway.proc.pid)) == 2 and workers)
     os.kill(before[0], signal.SIGKILL)
-    eventually(lambda: len(set(_workers_of(gateway.proc.pid)) - set(before)) == 1, timeout=30)
+    eventually(lambda: len(set(worker_pids(gateway.proc.pid)) - set(before)) == 1, timeout=30)
 
 
 def _statuses(url: str, headers: dict[str, str] | None = None, count: int = 40) -> set[int]:
