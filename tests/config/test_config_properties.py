@@ -34,11 +34,20 @@ SECTIONS: dict[str, list[str]] = {
         "trusted_issuers",
         "store",
         "users",
+        "login",
         "identity_headers",
         "cors",
+        "identity_assertion",
         "routes",
     ],
-    "server": ["public_url", "trusted_proxies", "max_body", "admin", "allow_path_params"],
+    "server": [
+        "public_url",
+        "trusted_proxies",
+        "max_body",
+        "admin",
+        "allow_path_params",
+        "keep_alive",
+    ],
     "admin": ["host", "port"],
     "tokens": [
         "issuer",
@@ -65,6 +74,20 @@ SECTIONS: dict[str, list[str]] = {
         "typ",
     ],
     "users": ["file", "max_failures", "lockout", "verify_url"],
+    "login": ["providers"],
+    "providers": [
+        "name",
+        "issuer",
+        "client_id",
+        "client_secret",
+        "scopes",
+        "subject",
+        "scopes_from",
+        "scope_map",
+        "require",
+        "backchannel_logout",
+    ],
+    "identity_assertion": ["header", "ttl"],
     "identity_headers": ["X-Auth-Subject", "X_Tenant", "Host", "x-user", "bad header", "X-Ünï"],
     "cors": [
         "allow_origins",
@@ -88,6 +111,8 @@ SECTIONS: dict[str, list[str]] = {
         "forward_authorization",
         "rate_limit",
         "headers",
+        "identity_assertion",
+        "websocket",
     ],
     "headers": ["set", "remove"],
     "set": ["X-Env", "Host", "authorization", "Bad Name", "x-request-id"],
@@ -245,6 +270,8 @@ ROUTE_API = (
     ("forward_authorization", "false"),
     ("rate_limit", "100/min"),
     ("headers", (("set", (("X-Env", "prod"),)), ("remove", ["X-Debug"]))),
+    ("identity_assertion", "false"),
+    ("websocket", "true"),
 )
 ROUTE_OPEN = (("name", "open"), ("path", "/public"), ("upstream", "http://${HOST}:${PORT}"))
 # A complete, valid file: the generated ones are variations of it, or built from the grammar.
@@ -258,6 +285,7 @@ VALID: Value = (
             ("max_body", "10MiB"),
             ("admin", (("host", "127.0.0.1"), ("port", "9090"))),
             ("allow_path_params", "false"),
+            ("keep_alive", "75s"),
         ),
     ),
     (
@@ -291,6 +319,28 @@ VALID: Value = (
     ),
     ("store", "sqlite:///./data/gateway.db"),
     ("users", (("file", "./users.yaml"), ("max_failures", "5"), ("lockout", "15m"))),
+    (
+        "login",
+        (
+            (
+                "providers",
+                [
+                    (
+                        ("name", "corp"),
+                        ("issuer", "https://idp.example/"),
+                        ("client_id", "gateway"),
+                        ("client_secret", "${HOST}"),
+                        ("scopes", ["openid", "email"]),
+                        ("subject", "email"),
+                        ("scopes_from", "groups"),
+                        ("scope_map", (("admins", ["orders:read"]),)),
+                        ("require", (("email_verified", "true"),)),
+                        ("backchannel_logout", "true"),
+                    )
+                ],
+            ),
+        ),
+    ),
     ("identity_headers", (("X-Auth-Subject", "sub"), ("X-Auth-Scopes", "scope"))),
     (
         "cors",
@@ -303,6 +353,7 @@ VALID: Value = (
             ("max_age", "600"),
         ),
     ),
+    ("identity_assertion", (("header", "X-Gateway-Assertion"), ("ttl", "60s"))),
     ("routes", [ROUTE_API, ROUTE_OPEN]),
 )
 
