@@ -31,8 +31,10 @@ COMPILED = [
     "gateway/proxy/paths.py",
     "gateway/proxy/stages.py",
     "gateway/proxy/front_door.py",
+    "gateway/proxy/forward.py",
     "gateway/auth/token_cache.py",
     "gateway/auth/verifier.py",
+    "gateway/auth/extract.py",
 ]
 
 

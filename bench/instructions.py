@@ -7,10 +7,16 @@ under valgrind's callgrind (about 50 times slower, so the count of requests is s
 token cached), and counts the instructions executed while they were served, minus what the
 worker executes idle in the same time (its reload watcher, revocation feed, publisher).
 
+``--new-tokens`` gives every counted request a token the worker has not seen (signed before the
+count starts), so the figure is what a verified-token cache miss costs: the RS256 check and the
+Python around it.
 ``--extra-routes N`` adds N routes to the table (the request's route stays the same), to show
 that the cost of a request does not grow with the table.
 ``--python`` names the interpreter of another checkout's virtual environment, so two
 versions can be compared on the same machine: the figure repeats to within 0.1%.
+``--keep FILE`` copies the dump of the counted requests to ``FILE``, for
+``callgrind_annotate --inclusive=yes FILE``: which functions, compiled or C, the requests spent
+their instructions in.
 Needs ``valgrind`` (Debian's package); prints one line.
 """
 
@@ -22,6 +28,7 @@ import glob
 import http.client
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fixture import BENCH_PATH, write_gateway_config
+from bench.fixture import BENCH_PATH, sign_many, write_gateway_config
 from bench.procs import free_port
 
 # A minimal keep-alive upstream: every request gets the same small answer.
@@ -57,19 +64,28 @@ def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], capture_output=True, timeout=120, check=False)
 
 
-def _counted(pid: int, out: Path, tag: str) -> int:
-    """Dump the counters since the last zeroing; the instructions they hold."""
+def _counted(pid: int, out: Path, tag: str, keep: Path | None = None) -> int:
+    """Dump the counters since the last zeroing; the instructions they hold. ``keep``: where
+    to copy the dump, for ``callgrind_annotate``."""
     _control("-d", tag, str(pid))
     time.sleep(0.5)
     dumps = sorted(glob.glob(f"{out}.*"), key=os.path.getmtime)
     found = _TOTAL.search(Path(dumps[-1]).read_text(errors="replace"))
     if found is None:
         raise RuntimeError("callgrind wrote no total")
+    if keep is not None:
+        shutil.copyfile(dumps[-1], keep)
     return int(found.group(1))
 
 
 def measure(
-    python: str, requests: int, *, assertion: bool = False, extra_routes: int = 0
+    python: str,
+    requests: int,
+    *,
+    assertion: bool = False,
+    extra_routes: int = 0,
+    new_tokens: bool = False,
+    keep: Path | None = None,
 ) -> tuple[float, float]:
     """Instructions per request (idle work removed) and the idle rate in instructions/s."""
     with tempfile.TemporaryDirectory(prefix="instructions-") as folder:
@@ -84,6 +100,11 @@ def measure(
             extra_routes=extra_routes,
         )
         out = Path(folder) / "callgrind.out"
+        tokens = (
+            [f"Bearer {t}" for t in sign_many(fixture.key, fixture.algorithm, requests)]
+            if new_tokens
+            else []
+        )
         upstream = subprocess.Popen([sys.executable, "-c", _UPSTREAM, str(up)])
         argv = [python, "-m", "gateway.cli", "serve", "--config", str(fixture.config)]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
@@ -96,8 +117,8 @@ def measure(
         try:
             client = _connect(port, gateway)
 
-            def call() -> None:
-                client.request("GET", BENCH_PATH, headers=fixture.auth_header)
+            def call(authorization: str = fixture.auth_header["Authorization"]) -> None:
+                client.request("GET", BENCH_PATH, headers={"Authorization": authorization})
                 answer = client.getresponse()
                 answer.read()
                 if answer.status != 200:
@@ -111,9 +132,12 @@ def measure(
             idle_rate = _counted(gateway.pid, out, "idle") / (time.monotonic() - started)
             _control("-z", str(gateway.pid))
             started = time.monotonic()
-            for _ in range(requests):
-                call()
-            busy = _counted(gateway.pid, out, "busy")
+            for index in range(requests):
+                if tokens:
+                    call(tokens[index])
+                else:
+                    call()
+            busy = _counted(gateway.pid, out, "busy", keep)
             elapsed = time.monotonic() - started
         finally:
             gateway.send_signal(signal.SIGTERM)
@@ -150,12 +174,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extra-routes", type=int, default=0, help="routes added to the table (bench/fixture.py)"
     )
+    parser.add_argument(
+        "--new-tokens", action="store_true", help="a token not seen before on every request"
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="copy the counted requests' callgrind dump here (to annotate)"
+    )
     args = parser.parse_args(argv)
     per_request, idle = measure(
-        args.python, args.requests, assertion=args.assertion, extra_routes=args.extra_routes
+        args.python,
+        args.requests,
+        assertion=args.assertion,
+        extra_routes=args.extra_routes,
+        new_tokens=args.new_tokens,
+        keep=args.keep,
     )
     print(
-        f"{per_request:,.0f} instructions per request{' with the assertion' * args.assertion} "
+        f"{per_request:,.0f} instructions per request{' with the assertion' * args.assertion}"
+        f"{', each with a new token' * args.new_tokens} "
         f"({args.requests} requests, "
         f"{30 + args.extra_routes:,} routes, "
         f"idle work {idle / 1e6:.2f} M instructions/s removed; {args.python})"

@@ -2,7 +2,8 @@
 
 The data path uses the purpose-built client in ``gateway.http.client`` (why: its docstring).
 One pool per worker holds the keep-alive connections. Bodies are never held whole: the request
-body is an async generator over ASGI ``receive``, written upstream as it comes; the answer is
+body is an async iterator over ASGI ``receive`` (``gateway.proxy.body``), written upstream as
+it comes; the answer is
 relayed chunk by chunk as it arrives.
 
 Upstream failures are translated here, at one boundary, into ``UpstreamError`` subclasses that
@@ -21,10 +22,10 @@ import asyncio
 import errno
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
-from starlette.types import Receive, Send
+from starlette.types import Send
 
 from gateway.auth.token_cache import CachedToken
 from gateway.config import Route
@@ -46,8 +47,10 @@ class UpstreamError(Exception):
     upstream and may be retried on another target whatever its method.
     """
 
-    status = 502
-    code = "bad_gateway"
+    # ClassVar: compiled (mypyc), a plain class attribute would become a per-instance default
+    # that the subclasses' values never reach.
+    status: ClassVar[int] = 502
+    code: ClassVar[str] = "bad_gateway"
 
     def __init__(self, message: str, *, connect: bool) -> None:
         super().__init__(message)
@@ -61,15 +64,15 @@ class UpstreamUnreachable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     """No answer within the route's timeout (or the connect timeout)."""
 
-    status = 504
-    code = "gateway_timeout"
+    status: ClassVar[int] = 504
+    code: ClassVar[str] = "gateway_timeout"
 
 
 class GatewayOverloaded(UpstreamError):
     """This worker is out of file descriptors: the upstream is not to blame, and not rested."""
 
-    status = 503
-    code = "overloaded"
+    status: ClassVar[int] = 503
+    code: ClassVar[str] = "overloaded"
 
 
 class BodyTooLarge(Exception):
@@ -87,20 +90,36 @@ class ClientGone(Exception):
         self.status = status
 
 
-@dataclass(slots=True)
 class Exchange:
-    """What one forwarded exchange measured, for the access log and metrics."""
+    """What one forwarded exchange measured, for the access log and metrics.
 
-    upstream_status: int | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    upstream_seconds: float = 0.0
-    attempted: bool = False
-    body_started: bool = False
-    response_started: bool = False
-    # An event stream in the answer ends when this token's authority does (set with a token).
-    token: CachedToken | None = None
-    watch: AuthorityWatch | None = None
+    A plain class: compiled (mypyc), a dataclass keeps its generated ``__init__`` in Python
+    (3,100 instructions per request)."""
+
+    __slots__ = (
+        "attempted",
+        "body_started",
+        "bytes_in",
+        "bytes_out",
+        "response_started",
+        "token",
+        "upstream_seconds",
+        "upstream_status",
+        "watch",
+    )
+
+    def __init__(self) -> None:
+        self.upstream_status: int | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.upstream_seconds = 0.0
+        self.attempted = False
+        self.body_started = False
+        self.response_started = False
+        # An event stream in the answer ends when this token's authority does (set with a
+        # token).
+        self.token: CachedToken | None = None
+        self.watch: AuthorityWatch | None = None
 
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -112,22 +131,6 @@ def may_send_again(method: str, exchange: Exchange, *, delivered: bool) -> bool:
     if exchange.body_started or exchange.response_started:
         return False
     return not delivered or method in IDEMPOTENT
-
-
-async def request_body(receive: Receive, limit: int, exchange: Exchange) -> AsyncIterator[bytes]:
-    """The client's body, chunk by chunk, refusing to go past ``limit`` bytes."""
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone(gone_status(message))
-        chunk: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
-        if chunk:
-            exchange.bytes_in += len(chunk)
-            if exchange.bytes_in > limit:
-                raise BodyTooLarge()
-            yield chunk
 
 
 async def forward(
@@ -165,8 +168,12 @@ async def forward(
                 upload = asyncio.ensure_future(_upload(conn, body, chunked, length))
             try:
                 await conn.read_head(timeout)
-            except UpstreamBroken as exc:
-                if reused and not exc.answered and may_send_again(method, exchange, delivered=True):
+            except UpstreamBroken as raced:
+                if (
+                    reused
+                    and not raced.answered
+                    and may_send_again(method, exchange, delivered=True)
+                ):
                     # The upstream closed this idle connection as the request went out (the
                     # keep-alive race): most likely nothing reached it; send it on a new one.
                     conn.close()
@@ -205,10 +212,12 @@ async def forward(
         # The event stream's token ended: its chunked body ends cleanly, and the browser's
         # EventSource reconnects with a fresh token.
         await send({"type": "http.response.body", "body": b""})
-    except TimeoutError as exc:
-        raise UpstreamTimeout("the upstream did not answer in time", connect=False) from exc
-    except UpstreamBroken as exc:
-        raise UpstreamUnreachable("the upstream connection failed", connect=False) from exc
+    # One name per clause: compiled (mypyc), a name keeps the type of its first binding in the
+    # function, and a TimeoutError bound to an UpstreamBroken's name is a TypeError.
+    except TimeoutError as late:
+        raise UpstreamTimeout("the upstream did not answer in time", connect=False) from late
+    except UpstreamBroken as broken:
+        raise UpstreamUnreachable("the upstream connection failed", connect=False) from broken
     except OSError as exc:
         # ASGI 2.4: ``send`` raises an OSError once the client is gone. Stop reading the
         # upstream (its connection is closed below) rather than relay an answer to no one.
@@ -231,10 +240,10 @@ def _end_stream(conn: Connection, why: str) -> None:
 async def _connect(pool: UpstreamPool, target: Target) -> tuple[Connection, bool]:
     try:
         return await pool.connect(target)
-    except TimeoutError as exc:
+    except TimeoutError as late:
         raise UpstreamTimeout(
             "the upstream did not accept a connection in time", connect=True
-        ) from exc
+        ) from late
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             raise GatewayOverloaded(
@@ -252,11 +261,11 @@ async def _upload(
         while True:
             conn.awaiting_client = True
             try:
-                chunk = await anext(body)
-            except StopAsyncIteration:
-                break
+                chunk = await anext(body, None)
             finally:
                 conn.awaiting_client = False
+            if chunk is None:
+                break
             sent += len(chunk)
             await conn.write(chunk, chunked=chunked)
         if chunked:

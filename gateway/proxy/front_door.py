@@ -25,6 +25,7 @@ from gateway.observability import AccessLog, AccessRecord
 from gateway.proxy.answers import Answer, Refusal
 from gateway.proxy.authority import AuthorityWatch
 from gateway.proxy.balancer import Balancer
+from gateway.proxy.body import request_body
 from gateway.proxy.cors import without_cors
 from gateway.proxy.forward import (
     BodyTooLarge,
@@ -33,7 +34,6 @@ from gateway.proxy.forward import (
     ResponseHeaderFilter,
     UpstreamError,
     deliver,
-    request_body,
 )
 from gateway.proxy.forward_auth import VERIFY_PATH, verify
 from gateway.proxy.ratelimit import RateLimiter

@@ -16,7 +16,8 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _FORBIDDEN = frozenset(range(0x21)) | {0x7F, ord("\\")}
 _FORBIDDEN_DECODED = frozenset(range(0x20)) | {0x7F, ord("/"), ord("\\")}
 # Fast path: a path made only of these bytes and free of "//", "/." needs no work.
-_PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/")
+# (bytes.translate deletes them in C; a set test would box every byte of the path.)
+_PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/"
 
 
 class PathError(ValueError):
@@ -27,7 +28,9 @@ def normalise_path(raw: bytes, *, allow_params: bool = False) -> str:
     """The canonical, still percent-encoded form of ``raw`` (the path as received)."""
     if not raw.startswith(b"/"):
         raise PathError("the path must start with /")
-    if _PLAIN.issuperset(raw) and b"//" not in raw and b"/." not in raw:
+    # bytes.find, not `in`: on Python 3.11 `bytes in bytes` first tries the needle as an int and
+    # builds a TypeError message it throws away (~2,000 instructions a test, every request).
+    if not raw.translate(None, _PLAIN) and raw.find(b"//") < 0 and raw.find(b"/.") < 0:
         return raw.decode("ascii")
     out = bytearray()
     i, n = 0, len(raw)

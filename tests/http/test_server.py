@@ -19,7 +19,8 @@ import uvicorn
 
 from gateway.http.contract import REQUEST_ID_SCOPE_KEY
 from gateway.http.server import MAX_HEAD_BYTES, GatewayHttpProtocol
-from gateway.proxy.forward import ClientGone, request_body
+from gateway.proxy.body import request_body
+from gateway.proxy.forward import ClientGone
 from gateway.proxy.forward import Exchange as ProxyExchange
 from tests.waiting import eventually_async
 
