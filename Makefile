@@ -35,7 +35,8 @@ test: $(STAMP) pure-source lint
 # The wheel as users install it (setup.py compiles the request path with mypyc), in its own
 # virtualenv: rebuilt whenever the source changes.
 $(COMPILED_STAMP): $(STAMP) setup.py $(shell find gateway -name '*.py')
-	rm -rf build/wheel
+	# build/lib.* would carry a module's stale .so into the wheel after it left setup.COMPILED.
+	rm -rf build/wheel build/lib.* build/bdist.*
 	$(BIN)/pip wheel --quiet --no-deps -w build/wheel .
 	test -x $(COMPILED_VENV)/bin/python || $(PYTHON) -m venv $(COMPILED_VENV)
 	$(COMPILED_VENV)/bin/pip install --quiet --force-reinstall --no-deps build/wheel/gateway-*.whl

@@ -32,9 +32,11 @@ COMPILED = [
     "gateway/proxy/stages.py",
     "gateway/proxy/front_door.py",
     "gateway/proxy/forward.py",
+    "gateway/proxy/balancer.py",
     "gateway/auth/token_cache.py",
     "gateway/auth/verifier.py",
     "gateway/auth/extract.py",
+    "gateway/observability.py",
 ]
 
 
