@@ -2,8 +2,10 @@
 
 nginx upstream and the streaming upstream start; wrk measures direct, then nginx as a proxy,
 then the floor of a Python proxy on this stack, then the gateway with 1 worker (plus the large
-bodies through it) and with 2 workers (plus the cache defeated, py-spy and the token
-endpoints); the servers stop; the in-process verify costs run last, on a quieter machine.
+bodies through it) and with 2 workers beside HAProxy (their c=1, c=50 and cache-defeated rows
+alternate three times and keep their medians, as the comparison's targets are defined; then
+c=1000, py-spy and the token endpoints); the servers stop; the in-process verify costs run
+last, on a quieter machine.
 A phase that fails is noted and the run goes on.
 """
 
@@ -46,6 +48,7 @@ from bench.plan import (
     WRK_THREADS,
     Results,
     Settings,
+    median_run,
 )
 from bench.procs import (
     LOOPBACK,
@@ -148,8 +151,12 @@ class Bench:
         except wrk.WrkError as error:
             self.results.skipped[key] = str(error).splitlines()[0]
             return
-        self.results.rows[key] = result
-        self.results.cpu[key] = meter.use
+        # A row measured again keeps its median run (by throughput; at c=1 also by latency).
+        runs = self.results.runs.setdefault(key, [])
+        runs.append((result, meter.use))
+        median, use = median_run(runs)
+        self.results.rows[key] = median
+        self.results.cpu[key] = use
 
     def _warm_up(self, url: str, headers: dict[str, str]) -> None:
         if self.wrk is not None:
@@ -233,31 +240,25 @@ class Bench:
         finally:
             self.processes.stop(child)
 
-    def measure_haproxy(self) -> None:
-        """HAProxy checking the same token (RS256 on every request) in front of the upstream."""
+    def _start_haproxy(self) -> Child | None:
+        """HAProxy checking the same token (RS256 on every request), once it passed the sanity
+        check; None (its rows skipped with the reason) otherwise."""
         setups = [HAPROXY, HAPROXY_ROTATING]
         if self.haproxy is None:
             self.results.skip(setups, "haproxy is not installed")
-            return
-        if self.upstream is None:
-            return
+            return None
         folder = self.folder / "haproxy"
         public_key = haproxy.write_public_key(folder, self.fixture.key)
         config = haproxy.config(self.ports.haproxy, self.ports.upstream, public_key)
         child = haproxy.start_haproxy(
             self.processes, self.haproxy, folder, config, self.ports.haproxy
         )
-        try:
-            url = _url(self.ports.haproxy)
-            refused = self._refuses_bad_tokens(url)
-            if refused is not None:
-                self.results.skip(setups, refused)
-                return
-            self._rows(HAPROXY, url, child, self.fixture.auth_header, (1, 50))
-            self._rotating(HAPROXY_ROTATING, url, child)
-            self._wrk(HAPROXY, 1000, url, child, self.fixture.auth_header)
-        finally:
+        refused = self._refuses_bad_tokens(_url(self.ports.haproxy))
+        if refused is not None:
+            self.results.skip(setups, refused)
             self.processes.stop(child)
+            return None
+        return child
 
     def _refuses_bad_tokens(self, url: str) -> str | None:
         """Why the proxy cannot be measured: it lets a bad token through or refuses the good one."""
@@ -336,18 +337,37 @@ class Bench:
         self._gateway_phase([GATEWAY_1W], 1, body)
 
     def measure_gateway_2w(self) -> None:
-        """2 workers: wrk rows, the cache defeated, py-spy, login and refresh."""
+        """2 workers side by side with HAProxy: their c=1, c=50 and cache-defeated rows
+        alternate ``rounds`` times (each keeps its median run), then c=1000 once each; then
+        py-spy, login and refresh."""
 
         def body(child: Child) -> None:
             url = _url(self.ports.gateway)
-            self._rows(GATEWAY_2W, url, child, self.fixture.auth_header)
-            self._rotating(CACHE_OFF, url, child)
+            rival = self._start_haproxy()
+            rival_url = _url(self.ports.haproxy)
+            try:
+                self._warm_up(url, self.fixture.auth_header)
+                if rival is not None:
+                    self._warm_up(rival_url, self.fixture.auth_header)
+                for _ in range(self.settings.rounds):
+                    for count in (1, 50):
+                        if rival is not None:
+                            self._wrk(HAPROXY, count, rival_url, rival, self.fixture.auth_header)
+                        self._wrk(GATEWAY_2W, count, url, child, self.fixture.auth_header)
+                    if rival is not None:
+                        self._rotating(HAPROXY_ROTATING, rival_url, rival)
+                    self._rotating(CACHE_OFF, url, child)
+                if rival is not None:
+                    self._wrk(HAPROXY, 1000, rival_url, rival, self.fixture.auth_header)
+            finally:
+                if rival is not None:
+                    self.processes.stop(rival)
             self._wrk(GATEWAY_2W, 1000, url, child, self.fixture.auth_header)
             if self.settings.profile:
                 self._profile(child, url)
             self._token_endpoints()
 
-        self._gateway_phase([GATEWAY_2W, CACHE_OFF], 2, body)
+        self._gateway_phase([GATEWAY_2W, CACHE_OFF, HAPROXY, HAPROXY_ROTATING], 2, body)
 
     def _rotating(self, setup: str, url: str, child: Child) -> None:
         """c=50 with a different RS256 token on every request (``setup`` names the row)."""
@@ -497,7 +517,6 @@ class Bench:
                 self.start_upstreams,
                 self.measure_direct,
                 self.measure_nginx_proxy,
-                self.measure_haproxy,
                 self.measure_floor,
                 self.measure_gateway_1w,
                 self.measure_gateway_2w,

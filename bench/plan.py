@@ -94,6 +94,8 @@ class Settings:
     auth_seconds: float
     install: bool
     profile: bool
+    # How many times the HAProxy and 2-worker gateway rows alternate (their median is kept).
+    rounds: int
     # The interpreter that runs the gateway: the compiled wheel's virtualenv for `make bench`.
     gateway_python: str
 
@@ -114,6 +116,7 @@ class Settings:
             auth_seconds=2.0 if quick else 5.0,
             install=not args.no_install,
             profile=args.profile,
+            rounds=1 if quick else 3,
             # Absolute (the gateway runs in its fixture's folder), symlinks kept (a venv's is one).
             gateway_python=os.path.abspath(getattr(args, "gateway_python", None) or sys.executable),
         )
@@ -123,11 +126,18 @@ class Settings:
         return "python -m bench.run" + " --quick" * self.quick + " --profile" * self.profile
 
 
+def median_run(runs: Sequence[tuple[WrkResult, CpuUse]]) -> tuple[WrkResult, CpuUse]:
+    """The run a repeated row keeps: the median by throughput (the lower of the middle two)."""
+    return sorted(runs, key=lambda run: run[0].requests_per_s)[(len(runs) - 1) // 2]
+
+
 @dataclass
 class Results:
     """Everything measured so far; what is missing says why in ``skipped`` or ``notes``."""
 
     rows: dict[RowKey, WrkResult] = field(default_factory=dict)
+    # Every run of a row measured more than once; ``rows`` and ``cpu`` hold the median one.
+    runs: dict[RowKey, list[tuple[WrkResult, CpuUse]]] = field(default_factory=dict)
     cpu: dict[RowKey, CpuUse] = field(default_factory=dict)
     skipped: dict[RowKey, str] = field(default_factory=dict)
     streams: list[StreamResult] = field(default_factory=list)

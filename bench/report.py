@@ -30,6 +30,7 @@ from bench.profile import Profile
 from bench.stream import StreamResult
 from bench.targets import Rows, Verdict
 from bench.verify_cost import CacheBound, VerifyCost
+from bench.wrk import WrkResult
 
 
 def _ratio(value: float, reference: float | None) -> str:
@@ -141,6 +142,19 @@ def noise_line(cpu: Mapping[RowKey, CpuUse]) -> str | None:
         f">= {NOISY_CORES} of the 2 cores busy; their req/s and CPU/req are pessimistic: "
         + "; ".join(noisy)
     )
+
+
+def runs_line(runs: Mapping[RowKey, Sequence[tuple[WrkResult, CpuUse]]]) -> str | None:
+    """The rows measured in alternating runs: the req/s of each, the median kept."""
+    repeated = [
+        f"{LABELS[setup]} c={count}: "
+        + " / ".join(f"{result.requests_per_s:,.0f}" for result, _ in found)
+        for (setup, count), found in runs.items()
+        if len(found) > 1
+    ]
+    if not repeated:
+        return None
+    return "alternating runs, req/s (the table keeps each row's median): " + "; ".join(repeated)
 
 
 def cpu_line(rows: Rows, cpu: Mapping[RowKey, CpuUse], connections: int = 50) -> str:
@@ -258,6 +272,9 @@ def print_run(
     print(cpu_line(results.rows, results.cpu))
     print(tail_line(results.rows))
     print(route_check_line(results.route_check))
+    repeated = runs_line(results.runs)
+    if repeated is not None:
+        print(repeated)
     warning = noise_line(results.cpu)
     if warning is not None:
         print(warning)
@@ -297,6 +314,12 @@ def document(
             use = results.cpu.get(key)
             if use is not None:
                 row["cpu"] = {**asdict(use), "others_cores": round(use.others_cores, 3)}
+            runs = results.runs.get(key, [])
+            if len(runs) > 1:  # the row above is the median of these
+                row["runs"] = [
+                    {"requests_per_s": r.requests_per_s, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms}
+                    for r, _ in runs
+                ]
         else:
             row["skipped"] = results.skipped.get(key, "not run")
         rows.append(row)

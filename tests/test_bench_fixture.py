@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from bench import wrk
+from bench.cpu import CpuUse
 from bench.fixture import write_gateway_config
-from bench.plan import MANY_ROUTES, Settings
+from bench.plan import MANY_ROUTES, Settings, median_run
 from gateway.auth.verifier import Verifier
 from gateway.config import load_config
 
@@ -48,3 +49,22 @@ def test_the_requests_over_one_and_two_seconds_are_read_from_wrk() -> None:
     )
     result = wrk.parse(report)
     assert (result.over_1s, result.over_2s, result.timeouts) == (7, 1, 2)
+
+
+def test_a_row_measured_in_alternating_runs_keeps_its_median_run() -> None:
+    def run(per_second: float) -> tuple[wrk.WrkResult, CpuUse]:
+        return wrk.WrkResult(per_second, 1.0, 2.0, 100, 10.0, 0, 0), CpuUse(server=per_second)
+
+    kept, use = median_run([run(9_000), run(12_000), run(10_000)])
+    assert (kept.requests_per_s, use.server) == (10_000, 10_000)
+    assert median_run([run(9_000), run(12_000)])[0].requests_per_s == 9_000  # the lower middle
+
+
+def test_a_full_run_alternates_the_haproxy_comparison_three_times_and_quick_once() -> None:
+    full = Settings.from_args(
+        argparse.Namespace(quick=False, seconds=None, no_install=True, profile=False)
+    )
+    quick = Settings.from_args(
+        argparse.Namespace(quick=True, seconds=None, no_install=True, profile=False)
+    )
+    assert (full.rounds, quick.rounds) == (3, 1)
