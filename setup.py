@@ -25,6 +25,7 @@ COMPILED = [
     "gateway/http/upgrade.py",
     "gateway/http/server.py",
     "gateway/http/target.py",
+    "gateway/http/pool.py",
     "gateway/proxy/routing.py",
     "gateway/proxy/headers.py",
     "gateway/proxy/access.py",

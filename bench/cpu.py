@@ -9,9 +9,10 @@ load during the row, printed next to it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -103,3 +104,37 @@ class CpuMeter:
             b - a for a, b in zip(self._start, end, strict=True)
         )
         self.use = CpuUse(elapsed, server, upstream, client, machine)
+
+
+def _threads_of(pgids: Iterable[int]) -> list[int]:
+    """The thread ids of every live process in the process groups ``pgids``."""
+    wanted = set(pgids)
+    threads: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat[stat.rfind(")") + 2 :].split()[2]) in wanted:
+                threads += [int(task.name) for task in (entry / "task").iterdir()]
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+    return threads
+
+
+def _set_affinity(threads: Iterable[int], cpus: set[int]) -> None:
+    for thread in threads:
+        with contextlib.suppress(OSError):  # ended meanwhile
+            os.sched_setaffinity(thread, cpus)
+
+
+@contextlib.contextmanager
+def pinned(pgids: Iterable[int], cpu: int = 0) -> Iterator[None]:
+    """Every thread of the process groups ``pgids`` on one CPU for the block, then back on all
+    of this process's CPUs (threads started meanwhile included)."""
+    groups = tuple(pgids)
+    _set_affinity(_threads_of(groups), {cpu})
+    try:
+        yield
+    finally:
+        _set_affinity(_threads_of(groups), os.sched_getaffinity(0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -94,8 +95,10 @@ def run(
     headers: Mapping[str, str] | None = None,
     script: Path | None = None,
     script_args: Sequence[str] = (),
+    cpu: int | None = None,
 ) -> WrkResult:
-    """Run wrk once (bounded by ``load.seconds`` plus a margin) and parse its report."""
+    """Run wrk once (bounded by ``load.seconds`` plus a margin) and parse its report; ``cpu``:
+    the one CPU it runs on."""
     argv = [
         wrk,
         f"-t{load.threads}",
@@ -114,7 +117,12 @@ def run(
         argv += ["--", *script_args]
     try:
         done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=load.seconds + 60, check=False
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=load.seconds + 60,
+            check=False,
+            preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
         )
     except subprocess.TimeoutExpired as error:
         raise WrkError(f"wrk did not finish: {error}") from None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bench import wrk
-from bench.cpu import CpuUse
+from bench.cpu import CpuUse, pinned
 from bench.fixture import write_gateway_config
 from bench.plan import MANY_ROUTES, Settings, median_run
 from gateway.auth.verifier import Verifier
@@ -68,3 +70,17 @@ def test_a_full_run_alternates_the_haproxy_comparison_three_times_and_quick_once
         argparse.Namespace(quick=True, seconds=None, no_install=True, profile=False)
     )
     assert (full.rounds, quick.rounds) == (3, 1)
+
+
+def test_a_c1_row_pins_its_processes_to_one_cpu_and_lets_them_go_after() -> None:
+    everywhere = os.sched_getaffinity(0)
+    if len(everywhere) < 2:
+        pytest.skip("one CPU: nothing to pin")
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        with pinned([child.pid]):
+            assert os.sched_getaffinity(child.pid) == {0}
+        assert os.sched_getaffinity(child.pid) == everywhere
+    finally:
+        child.kill()
+        child.wait()

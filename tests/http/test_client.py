@@ -683,10 +683,12 @@ async def test_a_body_shorter_than_declared_keeps_the_connection_out_of_the_pool
 async def test_a_worker_out_of_descriptors_answers_503_and_blames_no_upstream(
     pool: UpstreamPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def exhausted(target: Target) -> Any:
+    async def exhausted(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(pool, "connect", exhausted)  # the real limit is the machine's
+    # The real limit is the machine's. The loop, not the pool: the pool may be compiled, and
+    # a compiled class's methods cannot be replaced.
+    monkeypatch.setattr(pool.loop, "create_connection", exhausted)
     with pytest.raises(GatewayOverloaded) as caught:
         await exchange(pool, "http://127.0.0.1:9")
     assert (caught.value.status, caught.value.connect) == (503, False)
