@@ -268,8 +268,7 @@ _JSON_LINE = (
     '"bytes_in":%d,"bytes_out":%d%s}\n'
 )
 
-# Chunks (one per flush, every 0.2 s) waiting for a stalled stdout before lines are dropped:
-# about 3 s of traffic, a few MiB at most.
+# Chunks (one per flush, every 0.2 s) held for a stalled stdout: ~3 s of lines, a few MiB.
 _BACKLOG_CHUNKS = 16
 
 
@@ -351,8 +350,7 @@ class AccessLog:
         except (OSError, ValueError):
             pass  # stdout closed: nothing to log to, and no reason to fail a request
 
-    # The lines are built with one %-format each, not f-strings: compiled (mypyc), an f-string
-    # with format specs becomes a str.format call per field (15 per line, 39,000 instructions).
+    # One %-format per line: compiled, an f-string's format specs are a str.format call each.
     def _now(self) -> str:
         now = time.time()
         second = int(now)
