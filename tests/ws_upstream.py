@@ -1,13 +1,14 @@
 """A real upstream WebSocket server for tests (the ``websockets`` package), in a thread.
 
-``/echo...`` and ``/ws...`` send every message back; ``/ticker...`` sends ``tick N`` every
-50 ms; a path with ``missing`` in it, or any other, is answered 404 before the switch. Every handshake that reached it is recorded in ``seen``
+``/echo...`` and ``/ws...`` send every message back (``flood`` is answered with 64 KiB and
+one byte, random); ``/ticker...`` sends ``tick N`` every 50 ms; a path with ``missing`` in it, or any other, is answered 404 before the switch. Every handshake that reached it is recorded in ``seen``
 (path and headers), and every close it saw in ``closes`` (code, reason).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +56,7 @@ class WsUpstream:
                     await asyncio.sleep(0.05)
             else:
                 async for message in conn:
-                    await conn.send(message)
+                    await conn.send(os.urandom(64 * 1024 + 1) if message == "flood" else message)
         except ConnectionClosed:
             pass
         finally:
@@ -83,7 +84,8 @@ class WsUpstream:
 
         self._thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
         self._thread.start()
-        ready.wait(10)
+        if not ready.wait(10):
+            raise RuntimeError("the WebSocket upstream did not start within 10 s")
         return self
 
     def stop(self) -> None:

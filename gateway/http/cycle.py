@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from gateway.http.contract import (
     DISCONNECT_STATUS_KEY,
     REQUEST_ID_SCOPE_KEY,
+    SWITCH_SCOPE_KEY,
     App,
     ClientDisconnected,
     Message,
@@ -125,6 +126,9 @@ class RequestCycle:
         try:
             await app(self.scope, self.receive, self.send)
         except BaseException as exc:
+            # The switch is bound to this cycle and its connection: a reference cycle that
+            # only a full collection would free, once the application is done with it.
+            self.scope.pop(SWITCH_SCOPE_KEY, None)
             # One line, no traceback: a traceback could quote a header or a token.
             if self.disconnected:
                 pass  # nobody to answer; ClientDisconnected is how an application learns it
@@ -151,6 +155,7 @@ class RequestCycle:
             if not isinstance(exc, Exception):
                 raise
         else:
+            self.scope.pop(SWITCH_SCOPE_KEY, None)  # as above
             if not self.started and not self.disconnected:
                 log.error("the application returned without answering (answer 500)")
                 for message in _INTERNAL_ERROR:

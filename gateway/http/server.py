@@ -123,6 +123,7 @@ class GatewayHttpProtocol(ClientIO, asyncio.Protocol):
         self._closing = True
         if self._tunnel is not None:
             self._tunnel.connection_lost(exc)
+            self._tunnel, self.parser, self.current = None, _CLOSED, None  # cycles, as below
             return
         for exchange in (self.current, *self._pipeline):
             if exchange is not None and not exchange.complete:

@@ -116,8 +116,8 @@ class Relay:
                     self.bytes_out += len(out)
             if tracker.too_big:
                 # 1009 to the side that sent it, 1001 to the other.
-                code = 1009 if from_client else 1001
-                self.end("message_too_big", code, "message too big", 2009 - code)
+                to_client, to_upstream = (1009, 1001) if from_client else (1001, 1009)
+                self.end("message_too_big", to_client, "message too big", to_upstream)
             elif stream.pending and tracker.cut and tracker.at_boundary:
                 sink.write(stream.pending)
                 stream.pending = b""

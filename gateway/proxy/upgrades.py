@@ -104,11 +104,15 @@ class Upgrades:
         relay = Relay(route.max_body)
         try:
             conn.take_over(relay.upstream_side)
+        except OSError:  # the upstream left between its 101 and now: the client is still here
+            conn.close()
+            return Refusal(502, "The upstream connection failed", "bad_gateway")
+        try:
             switch(answer_head(answer, head.request_id), relay.client_side)
-        except OSError:
+        except OSError:  # ClientDisconnected: the client left before its 101
             relay.abort()
             conn.close()
-            record.status = 499 if conn.transport and not conn.transport.is_closing() else 502
+            record.status = 499
             return None
         record.status = 101
         WEBSOCKETS_OPEN.labels(route.name).inc()

@@ -172,9 +172,5 @@ def answer_head(headers: list[tuple[bytes, bytes]], request_id: bytes) -> bytes:
         if name == b"sec-websocket-protocol" and value.strip()[:7].lower() == _BEARER:
             continue  # never the token back, whatever the upstream chose
         parts += (name, b": ", value, b"\r\n")
-    parts += (
-        b"connection: Upgrade\r\nupgrade: websocket\r\nx-request-id: ",
-        request_id,
-        b"\r\n\r\n",
-    )
+    parts += (_UPGRADED, request_id, b"\r\n\r\n")
     return b"".join(parts)

@@ -123,3 +123,25 @@ def test_an_allowed_cors_origin_signs_in_refreshes_and_posts_with_credentials(
     )
     assert outcome == [200, "string", 200, 201, "demo", 200]
     assert cookie(context, "gw_refresh") and cookie(context, "gw_access")
+
+
+# A page script opening a WebSocket: 'open' with the first message, 'refused' otherwise.
+OPEN_SOCKET = """(url) => new Promise((resolve) => {
+  const socket = new WebSocket(url);
+  socket.onmessage = () => { socket.close(); resolve('open'); };
+  socket.onerror = () => resolve('refused');
+  socket.onclose = () => resolve('refused');
+  setTimeout(() => resolve('timeout'), 5000);
+})"""
+
+
+def test_a_page_on_another_origin_cannot_open_a_websocket_with_the_users_cookie(
+    cookie_site: Site, page: Page
+) -> None:
+    signed_in(page, cookie_site)
+    live = cookie_site.url.replace("http://", "ws://") + "/api/live"
+    # The same script on the gateway's own origin gets in with the access cookie alone...
+    assert page.evaluate(OPEN_SOCKET, live) == "open"
+    # ...and from another origin, with the same cookie attached by the browser, it does not.
+    page.goto(cookie_site.other_origin)
+    assert page.evaluate(OPEN_SOCKET, live) == "refused"

@@ -710,7 +710,9 @@ async def test_a_connection_that_broke_is_freed_without_waiting_for_a_garbage_co
         assert relay.status == 200
         await asyncio.sleep(0.1)
         # Only the pooled connection is left: the one that broke (its parser, its failure's
-        # traceback) was freed by reference counting alone.
-        assert len([o for o in gc.get_objects() if isinstance(o, Connection)]) <= 1
+        # traceback) was freed by reference counting alone. Compiled (make test-compiled),
+        # connections are not among the objects the collector tracks: the census sees none.
+        census = [o for o in gc.get_objects() if isinstance(o, Connection)]
+        assert len(census) == (0 if os.environ.get("GATEWAY_COMPILED") == "1" else 1)
     finally:
         gc.enable()

@@ -12,12 +12,12 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
 
-from gateway.http.contract import REQUEST_ID_SCOPE_KEY
+from gateway.http.contract import REQUEST_ID_SCOPE_KEY, SWITCH_SCOPE_KEY, Tunnel
 from gateway.http.server import MAX_HEAD_BYTES, GatewayHttpProtocol
 from gateway.proxy.body import request_body
 from gateway.proxy.forward import ClientGone
@@ -752,6 +752,57 @@ async def test_a_closed_connection_is_freed_without_waiting_for_a_garbage_collec
             writer.close()
             await eventually_async(lambda: not served.server.server_state.connections)
         # Freed by reference counting alone: no cycle (parser, exchange) keeps them.
+        await eventually_async(lambda: alive() == before)
+    finally:
+        gc.enable()
+
+
+class _EchoTunnel(Tunnel):
+    """Echoes the bytes after the switch; ``ended`` resolves when the client is gone."""
+
+    def __init__(self, ended: asyncio.Future[None]) -> None:
+        self.ended = ended
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+
+async def switching(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+    scope[SWITCH_SCOPE_KEY](head, _EchoTunnel(ended))
+    await ended
+
+
+@pytest.mark.app.with_args(switching)
+async def test_a_switched_connection_is_freed_without_waiting_for_a_garbage_collection(
+    served: Served,
+) -> None:
+    import gc
+
+    def alive() -> int:
+        return sum(isinstance(o, GatewayHttpProtocol) for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()  # the worker's GC thresholds make full collections rare; here, none at all
+    try:
+        before = alive()
+        reader, writer = await served.connect()
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        assert alive() == before + 1
+        writer.close()
+        await eventually_async(lambda: not served.server.server_state.connections)
+        # Freed by reference counting alone: the tunnel, parser and exchange let go of it.
         await eventually_async(lambda: alive() == before)
     finally:
         gc.enable()

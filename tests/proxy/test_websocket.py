@@ -182,7 +182,7 @@ async def test_the_token_expiry_closes_the_socket_with_1008(sockets: Sockets) ->
         ended = time.time()
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "token expired")
-    assert ended - exp < 1.0
+    assert exp - 0.1 <= ended < exp + 1.0  # at expiry: not before, and within a second
     assert sockets.upstream.wait_close()[0] == 1001
 
 
@@ -204,6 +204,18 @@ async def test_a_frame_larger_than_max_body_closes_with_1009(sockets: Sockets) -
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert sockets.upstream.wait_close()[0] == 1001  # going away: it did nothing wrong
+
+
+async def test_a_frame_from_the_upstream_larger_than_max_body_closes_it_with_1009(
+    sockets: Sockets,
+) -> None:
+    async with connect(sockets.url("/echo"), additional_headers=sockets.bearer()) as ws:
+        await ws.send("flood")
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert sockets.upstream.wait_close()[0] == 1009
 
 
 async def test_the_socket_end_is_one_access_log_line(sockets: Sockets) -> None:
