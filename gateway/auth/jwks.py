@@ -32,7 +32,7 @@ import jwt
 
 from gateway.auth.keys import VERIFY_ALGORITHMS, VerificationKey, compatible_algorithms
 
-__all__ = ["MAX_JWKS_BYTES", "JwksError", "JwksSource", "parse_jwks"]
+__all__ = ["MAX_JWKS_BYTES", "JwksError", "JwksSource", "parse_jwks", "read_capped"]
 
 log = logging.getLogger(__name__)
 
@@ -258,12 +258,22 @@ class JwksSource:
         ) as response:
             if response.status_code != 200:
                 raise JwksError(f"HTTP {response.status_code}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_JWKS_BYTES:
-                    raise JwksError("JWK Set larger than 1 MiB")
-        return bytes(body)
+            body = await read_capped(response, MAX_JWKS_BYTES)
+        if body is None:
+            raise JwksError("JWK Set larger than 1 MiB")
+        return body
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """A streamed answer's body; None once it grows past ``limit`` bytes (the rest is never
+    read). For every document fetched from an identity provider: a hostile or broken one must
+    not be able to fill a worker's memory."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _describe(error: Exception) -> str:

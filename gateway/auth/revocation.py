@@ -69,7 +69,12 @@ class RevocationSet(Container[str]):
             self._until[sid] = until
         if known is None:
             for listener in self._listeners:
-                listener(sid)
+                # One failing listener must not keep the others (the sockets of every other
+                # worker's session) from hearing of it: the sid is known from now on.
+                try:
+                    listener(sid)
+                except Exception:
+                    log.exception("a revocation listener failed")
 
     def subscribe(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(sid)`` for every session revoked from now on."""

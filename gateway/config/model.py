@@ -134,7 +134,7 @@ class OidcProviderConfig:
     name: str
     issuer: str
     client_id: str
-    client_secret: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
     scopes: tuple[str, ...] = ("openid", "profile", "email")
     subject: str = "sub"
     scopes_from: str | None = None
@@ -142,7 +142,9 @@ class OidcProviderConfig:
     require: tuple[tuple[str, Any], ...] = ()
     backchannel_logout: bool = False
     secret_in_file: bool = False  # client_secret written in the file, not from ${VAR}
-    line: int = 0
+    # Where it is written: not part of what it is, so a reload that only moves it keeps the
+    # provider (and its discovery) running.
+    line: int = field(default=0, compare=False)
 
     @property
     def discovery_url(self) -> str:

@@ -23,7 +23,15 @@ from starlette.requests import ClientDisconnect, Request
 
 from gateway.tokenservice.pages import safe_next
 
-__all__ = ["BODY_LIMIT", "MAX_FIELDS", "BadForm", "LoginForm", "read_login_form"]
+__all__ = [
+    "BODY_LIMIT",
+    "MAX_FIELDS",
+    "BadForm",
+    "LoginForm",
+    "read_body",
+    "read_login_form",
+    "urlencoded_fields",
+]
 
 BODY_LIMIT = 16 * 1024
 MAX_FIELDS = 16
@@ -58,12 +66,12 @@ def wants_page(request: Request) -> bool:
 
 async def read_login_form(request: Request) -> LoginForm:
     """The login request's credentials; ``BadForm`` when the body is unusable."""
-    body = await _read_body(request)
+    body = await read_body(request)
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == "application/json" or media_type.endswith("+json"):
         fields = _json_fields(body)
     elif media_type == "application/x-www-form-urlencoded":
-        fields = _urlencoded_fields(body)
+        fields = urlencoded_fields(body)
     elif media_type == "multipart/form-data":
         fields = await _multipart_fields(request, body)
     else:
@@ -80,18 +88,19 @@ async def read_login_form(request: Request) -> LoginForm:
     )
 
 
-async def _read_body(request: Request) -> bytes:
+async def read_body(request: Request, limit: int = BODY_LIMIT) -> bytes:
+    """The whole request body, at most ``limit`` bytes; ``BadForm`` otherwise."""
     declared = request.headers.get("content-length")
     if declared is not None and not declared.isdigit():
         raise BadForm("Invalid Content-Length")
-    too_large = BadForm(f"The body is larger than {BODY_LIMIT} bytes", status=413)
-    if declared is not None and int(declared) > BODY_LIMIT:
+    too_large = BadForm(f"The body is larger than {limit} bytes", status=413)
+    if declared is not None and int(declared) > limit:
         raise too_large
     body = bytearray()
     try:
         async for chunk in request.stream():
             body += chunk
-            if len(body) > BODY_LIMIT:
+            if len(body) > limit:
                 raise too_large
     except ClientDisconnect:
         raise BadForm("The request body was cut short") from None
@@ -108,7 +117,8 @@ def _json_fields(body: bytes) -> Mapping[str, object]:
     return data
 
 
-def _urlencoded_fields(body: bytes) -> Mapping[str, object]:
+def urlencoded_fields(body: bytes) -> Mapping[str, object]:
+    """A form's fields; ``BadForm`` when it is malformed or repeats one."""
     try:
         pairs = parse_qsl(
             body.decode("utf-8"),

@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 import httpx
 from starlette.requests import Request
@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway.auth.issuer import TokenIssuer
+from gateway.auth.jwks import read_capped
 from gateway.auth.keys import KeyRing
 from gateway.auth.revocation import RevocationSet
 from gateway.config import Config, OidcProviderConfig
@@ -38,6 +39,7 @@ from gateway.store import RefreshStore, StoreError
 from gateway.store.session_links import link_key
 from gateway.tokenservice.cookies import SessionCookies, read_cookies
 from gateway.tokenservice.endpoints import error
+from gateway.tokenservice.login_form import BadForm, read_body, urlencoded_fields
 from gateway.tokenservice.oidc_flow import FLOW_TTL, Flow, FlowCookies, FlowError, cookie_name
 from gateway.tokenservice.oidc_identity import IdentityError, RequirementFailed, identity_from
 from gateway.tokenservice.oidc_provider import OidcProvider
@@ -188,6 +190,12 @@ class OidcEndpoints:
         query = request.query_params
         flow_state = query.get("state") or ""
         cookies = read_cookies(request.headers.getlist("cookie"), cookie_name(flow_state), limit=4)
+        try:
+            flow = state.flows.open(provider.config.name, flow_state, cookies)
+        except FlowError as exc:
+            raise _Failed(400, f"invalid_request: {exc}") from None
+        # Only now, for the browser whose flow this is: otherwise anyone could link to this
+        # origin's sign-in page with words of their choosing.
         if query.get("error"):
             # What the provider said (access_denied, login_required...), shortened; the page
             # escapes it.
@@ -197,10 +205,10 @@ class OidcEndpoints:
                 f"{provider.config.name} refused the sign-in: "
                 f"{query['error'][:64]}{': ' + said if said else ''}",
             )
-        try:
-            flow = state.flows.open(provider.config.name, flow_state, cookies)
-        except FlowError as exc:
-            raise _Failed(400, f"invalid_request: {exc}") from None
+        # Before the state is used up: a retry after this 503 still completes.
+        discovery, rules = provider.discovery, provider.rules()
+        if discovery is None or rules is None:
+            raise _Failed(503, f"{provider.config.name} is unreachable; try again")
         try:
             used = await state.sessions.store.hit(
                 key="oidc-state:" + hashlib.sha256(flow.state.encode()).hexdigest(),
@@ -212,9 +220,6 @@ class OidcEndpoints:
             raise _Failed(503, "The session store is unavailable; try again shortly") from None
         if used.hits > 1:
             raise _Failed(400, "invalid_request: this sign-in is already complete")
-        discovery, rules = provider.discovery, provider.rules()
-        if discovery is None or rules is None:
-            raise _Failed(503, f"{provider.config.name} is unreachable; try again")
         iss = query.get("iss")
         if iss is not None and iss != discovery.issuer:
             raise _Failed(400, "invalid_request: the answer came from another issuer")
@@ -286,16 +291,14 @@ class OidcEndpoints:
         rules = provider.rules()
         if rules is None:
             return error(503, "temporarily_unavailable", "The provider is not discovered yet")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_LOGOUT_BODY:
-                return error(400, "invalid_request", "The body is too large")
-        tokens = parse_qs(body.decode("latin-1")).get("logout_token", [])
-        if len(tokens) != 1:
+        try:
+            token = urlencoded_fields(await read_body(request, MAX_LOGOUT_BODY)).get("logout_token")
+        except BadForm as exc:
+            return error(exc.status, exc.code, exc.description)
+        if not isinstance(token, str):
             return error(400, "invalid_request", "Send exactly one logout_token as a form")
         try:
-            claims = await validate(tokens[0], rules, nonce=None, logout=True)
+            claims = await validate(token, rules, nonce=None, logout=True)
         except OidcTokenError as exc:
             log.warning("back-channel logout from %s refused: %s", provider.config.name, exc)
             return error(400, "invalid_request", f"The logout token is invalid: {exc}")
@@ -355,11 +358,9 @@ async def _post_form(
         auth=auth or httpx.USE_CLIENT_DEFAULT,
         follow_redirects=False,
     ) as response:
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > MAX_TOKEN_RESPONSE:
-                raise ValueError("the token response is too large")
+        body = await read_capped(response, MAX_TOKEN_RESPONSE)
+    if body is None:
+        raise ValueError("the token response is too large")
     return response.status_code, json.loads(body) if body else None
 
 

@@ -137,7 +137,8 @@ class FlowCookies:
             flow = self._unseal(value)
             if (
                 flow is not None
-                and hmac.compare_digest(flow.state, state)
+                # Bytes: compare_digest raises TypeError on a str that is not ASCII.
+                and hmac.compare_digest(flow.state.encode(), state.encode())
                 and flow.provider == provider
             ):
                 if flow.expires_at <= self._clock():

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from gateway.auth.jwks import JwksSource
+from gateway.auth.jwks import JwksSource, read_capped
 from gateway.auth.keys import VERIFY_ALGORITHMS
 from gateway.config import OidcProviderConfig
 from gateway.config.providers import is_safe_fetch_url
@@ -141,9 +141,7 @@ class OidcProvider:
         ) as response:
             if response.status_code != 200:
                 raise DiscoveryError(f"HTTP {response.status_code} from {url}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    raise DiscoveryError("the discovery document is larger than 256 KiB")
-        return bytes(body)
+            body = await read_capped(response, MAX_DOCUMENT_BYTES)
+        if body is None:
+            raise DiscoveryError("the discovery document is larger than 256 KiB")
+        return body

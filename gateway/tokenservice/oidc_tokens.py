@@ -121,7 +121,12 @@ async def validate(
         _check_logout(claims)
     else:
         got = claims.get("nonce")
-        if nonce is None or not isinstance(got, str) or not hmac.compare_digest(got, nonce):
+        # Bytes: compare_digest raises TypeError on a str that is not ASCII.
+        if (
+            nonce is None
+            or not isinstance(got, str)
+            or not hmac.compare_digest(got.encode(), nonce.encode())
+        ):
             raise OidcTokenError("the token's nonce is not the sign-in's")
     return claims
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.configs import route
 from tests.tokenservice.conftest_oidc import Sso, sso_site
 from tests.waiting import eventually
 
@@ -47,4 +49,21 @@ def test_a_provider_added_by_a_reload_signs_in_and_a_removed_one_is_gone(sso: Ss
         return status
 
     eventually(removed, timeout=10)
+    assert start_status(sso, "corp") == 302
+
+
+def test_a_reload_that_only_moves_a_provider_keeps_it_discovered(sso: Sso) -> None:
+    # A provider is the same provider wherever it stands in the file: rediscovering it on
+    # every edit would leave sign-in down while its IdP is, for no change of it.
+    path = sso.gateway.config_path
+    assert start_status(sso, "corp") == 302
+    discovered = sso.gateway.stderr().count("provider corp discovered")
+    reloads = sso.gateway.stderr().count("configuration reloaded")
+    document = yaml.safe_load(path.read_text())
+    document["routes"].append(route("added", "/added", "http://127.0.0.1:9"))
+    path.write_text("# three lines\n# above the\n# providers\n" + yaml.safe_dump(document))
+
+    eventually(lambda: sso.gateway.stderr().count("configuration reloaded") > reloads, timeout=10)
+    time.sleep(1)  # a provider built anew would be discovered within this (a loopback IdP)
+    assert sso.gateway.stderr().count("provider corp discovered") == discovered
     assert start_status(sso, "corp") == 302

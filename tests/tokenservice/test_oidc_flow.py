@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from gateway.tokenservice.oidc_flow import cookie_name
 from tests.oidc_provider import provider_login, provider_logout
 from tests.tokenservice.conftest_oidc import Sso, sso_site
 from tests.waiting import eventually
@@ -81,6 +82,29 @@ def test_a_tampered_state_is_refused(sso: Sso, http: httpx.Client) -> None:
     assert answer.status_code == 400
     assert "invalid_request" in answer.text
     assert "gw_refresh" not in http.cookies
+
+
+def test_a_state_that_is_not_ascii_is_refused_not_a_500(sso: Sso, http: httpx.Client) -> None:
+    # The flow cookie's name is not sealed: renamed for another state, it is still opened.
+    http.get(f"{sso.url}/auth/oidc/corp/start")
+    (value,) = [v for k, v in http.cookies.items() if k.startswith("gw_oidc_")]
+    answer = httpx.get(
+        f"{sso.url}/auth/oidc/corp/callback?state=%C3%A9&code=c",
+        headers={"cookie": f"{cookie_name('é')}={value}"},
+    )
+    assert answer.status_code == 400
+    assert "invalid_request" in answer.text
+
+
+def test_a_provider_error_without_the_browsers_flow_puts_no_words_on_the_page(sso: Sso) -> None:
+    # A link anyone could send: the gateway's own origin must not show its text.
+    words = "Your account is locked; call +1 555 0100"
+    answer = httpx.get(
+        f"{sso.url}/auth/oidc/corp/callback",
+        params={"state": "s", "error": "access_denied", "error_description": words},
+    )
+    assert answer.status_code == 400
+    assert "call +1 555 0100" not in answer.text
 
 
 def test_a_replayed_callback_is_refused(sso: Sso, http: httpx.Client) -> None:
@@ -169,21 +193,21 @@ def test_backchannel_logout_from_the_provider_ends_the_session(
 
 
 async def test_backchannel_logout_closes_the_sessions_live_websocket(sso: Sso) -> None:
-    http = httpx.Client()
-    assert sso.sign_in(http, "alice").status_code == 303
-    cookie = {"Cookie": f"gw_access={http.cookies['gw_access']}", "Origin": sso.url}
-    live = sso.url.replace("http://", "ws://") + "/api/live/ticker"
-    async with connect(live, additional_headers=cookie) as ws:
-        assert str(await ws.recv()).startswith("tick")
-        await asyncio.to_thread(provider_logout, http, sso.provider.issuer)
-        logged_out = time.monotonic()
-        with pytest.raises(ConnectionClosed) as closed:
-            async with asyncio.timeout(5):
-                while True:
-                    await ws.recv()
-    assert time.monotonic() - logged_out < 1.5
-    assert closed.value.rcvd is not None
-    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "session revoked")
+    with httpx.Client() as http:
+        assert sso.sign_in(http, "alice").status_code == 303
+        cookie = {"Cookie": f"gw_access={http.cookies['gw_access']}", "Origin": sso.url}
+        live = sso.url.replace("http://", "ws://") + "/api/live/ticker"
+        async with connect(live, additional_headers=cookie) as ws:
+            assert str(await ws.recv()).startswith("tick")
+            await asyncio.to_thread(provider_logout, http, sso.provider.issuer)
+            logged_out = time.monotonic()
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(5):
+                    while True:
+                        await ws.recv()
+        assert time.monotonic() - logged_out < 1.5
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "session revoked")
 
 
 def test_a_bad_logout_token_is_refused(sso: Sso) -> None:
@@ -191,6 +215,25 @@ def test_a_bad_logout_token_is_refused(sso: Sso) -> None:
         f"{sso.url}/auth/oidc/corp/backchannel-logout", data={"logout_token": "e30.e30.sig"}
     )
     assert answer.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        pytest.param(b"logout_token=a&logout_token=b", 400, id="a repeated logout_token"),
+        pytest.param(b"logout_token=" + b"a" * 70_000, 413, id="a body over 64 KiB"),
+        pytest.param(b"logout_token=%FF", 400, id="a form that is not UTF-8"),
+    ],
+)
+def test_a_logout_body_that_is_not_one_small_form_field_is_refused(
+    sso: Sso, body: bytes, status: int
+) -> None:
+    answer = httpx.post(
+        f"{sso.url}/auth/oidc/corp/backchannel-logout",
+        content=body,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == status
 
 
 def test_readyz_is_ready_once_the_provider_is_discovered(sso: Sso) -> None:

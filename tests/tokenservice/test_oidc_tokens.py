@@ -103,3 +103,12 @@ async def test_a_wrong_nonce_is_refused(two_providers: tuple[str, str]) -> None:
     token = id_token_for(issuer, "gateway", f"{URL}/auth/oidc/corp/callback")
     with pytest.raises(OidcTokenError, match="nonce"):
         await check(issuer, token, nonce="another")
+
+
+async def test_a_nonce_that_is_not_ascii_is_refused_like_any_wrong_one(
+    two_providers: tuple[str, str],
+) -> None:
+    issuer, _ = two_providers
+    token = id_token_for(issuer, "gateway", f"{URL}/auth/oidc/corp/callback", nonce="né")
+    with pytest.raises(OidcTokenError, match="nonce"):
+        await check(issuer, token, nonce="n")

@@ -50,6 +50,19 @@ def test_a_revocation_is_forgotten_once_every_access_token_has_expired() -> None
     assert "s1" not in revoked
 
 
+def test_a_failing_listener_does_not_keep_the_others_from_hearing_of_a_revocation() -> None:
+    revoked = RevocationSet(keep=60)
+    heard: list[str] = []
+
+    def broken(sid: str) -> None:
+        raise RuntimeError("a bug in one listener")
+
+    revoked.subscribe(broken)
+    revoked.subscribe(heard.append)
+    revoked.add("s1", T0)
+    assert heard == ["s1"] and "s1" in revoked
+
+
 async def test_a_poll_learns_revocations_made_by_anyone(store: RefreshStore) -> None:
     clock = Clock()
     revoked = RevocationSet(keep=60)
