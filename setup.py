@@ -51,7 +51,7 @@ def _compiler() -> str | None:
 
 
 def _ext_modules() -> list[Any]:
-    if _editable() or "egg_info" in sys.argv or "dist_info" in sys.argv:
+    if _editable() or any(step in sys.argv for step in ("egg_info", "dist_info", "sdist")):
         return []
     if os.environ.get("GATEWAY_PURE_PYTHON") == "1":
         print("gateway: GATEWAY_PURE_PYTHON=1: installing pure Python", file=sys.stderr)
