@@ -54,11 +54,11 @@ from gateway.tokenservice.users import (
     credentials_for,
 )
 
-__all__ = ["TokenEndpoints", "error"]
+__all__ = ["NO_STORE", "TokenEndpoints", "error"]
 
 log = logging.getLogger(__name__)
 
-_NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 _POST_ONLY = "POST"
 # Refresh cookies a logout (or an ambiguous refresh) revokes. A browser sends at most one per
 # (domain, path) that reaches the endpoint: 4 paths (/, /auth, /auth/, /auth/<endpoint>) times
@@ -97,7 +97,7 @@ def error(
         error_body(code, description),
         status_code=status,
         media_type="application/json",
-        headers={**_NO_STORE, **(headers or {})},
+        headers={**NO_STORE, **(headers or {})},
     )
 
 
@@ -243,7 +243,7 @@ class TokenEndpoints:
         if form.html:
             response: Response
             if form.next_path:
-                response = RedirectResponse(form.next_path, status_code=303, headers=_NO_STORE)
+                response = RedirectResponse(form.next_path, status_code=303, headers=NO_STORE)
             else:
                 response = _page(render_signed_in(grant.sub))
         else:
@@ -298,9 +298,9 @@ class TokenEndpoints:
         # Every refresh cookie presented, not only the first: one planted for a longer path
         # comes first and would leave the real session alive (cookies.py).
         tokens = _refresh_cookies(service, request)
-        response: Response = Response(status_code=204, headers=_NO_STORE)
+        response: Response = Response(status_code=204, headers=NO_STORE)
         if wants_page(request):  # the signed-in page's button: back to the sign-in page
-            response = RedirectResponse("/auth/login", status_code=303, headers=_NO_STORE)
+            response = RedirectResponse("/auth/login", status_code=303, headers=NO_STORE)
         if not await self._end_sessions(service, tokens):
             # The browser forgets its tokens anyway; the caller hears the session may live on.
             response = error(503, "store_unavailable", STORE_DOWN)
@@ -352,7 +352,7 @@ class TokenEndpoints:
                 "token_type": "Bearer",
                 "expires_in": grant.expires_in,
             },
-            headers=_NO_STORE,
+            headers=NO_STORE,
         )
 
     def _bad_credentials(self, form: LoginForm) -> Response:

@@ -38,7 +38,7 @@ from gateway.observability import STORE_ERRORS
 from gateway.store import RefreshStore, StoreError
 from gateway.store.session_links import link_key
 from gateway.tokenservice.cookies import SessionCookies, read_cookies
-from gateway.tokenservice.endpoints import error
+from gateway.tokenservice.endpoints import NO_STORE, error
 from gateway.tokenservice.login_form import BadForm, read_body, urlencoded_fields
 from gateway.tokenservice.oidc_flow import FLOW_TTL, Flow, FlowCookies, FlowError, cookie_name
 from gateway.tokenservice.oidc_identity import IdentityError, RequirementFailed, identity_from
@@ -51,7 +51,6 @@ __all__ = ["OidcEndpoints"]
 
 log = logging.getLogger(__name__)
 
-_NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 MAX_TOKEN_RESPONSE = 256 * 1024
 MAX_LOGOUT_BODY = 64 * 1024
 
@@ -167,7 +166,7 @@ class OidcEndpoints:
             redirect_uri=_redirect_uri(state.config, provider.config),
             scopes=provider.config.scopes,
         )
-        response = RedirectResponse(location, status_code=302, headers=_NO_STORE)
+        response = RedirectResponse(location, status_code=302, headers=NO_STORE)
         response.headers.append("set-cookie", state.flows.set(flow))
         return response
 
@@ -245,7 +244,7 @@ class OidcEndpoints:
             STORE_ERRORS.labels("login").inc()
             raise _Failed(503, "The session store is unavailable; try again shortly") from None
         request.state.sub = grant.sub  # for the access log
-        response = RedirectResponse(flow.next_path, status_code=303, headers=_NO_STORE)
+        response = RedirectResponse(flow.next_path, status_code=303, headers=NO_STORE)
         for value in state.cookies.granted(grant):
             response.headers.append("set-cookie", value)
         return response
@@ -320,7 +319,7 @@ class OidcEndpoints:
         for sid in sids:
             revoked.add(sid, now)
         log.info("back-channel logout from %s ended %d session(s)", name, len(sids))
-        return Response(status_code=200, headers=_NO_STORE)
+        return Response(status_code=200, headers=NO_STORE)
 
     # -- the steps ---------------------------------------------------------------------------
 

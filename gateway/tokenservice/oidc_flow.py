@@ -161,7 +161,3 @@ class FlowCookies:
         except (ValueError, TypeError):
             return None
         return Flow(provider, state, nonce, verifier, next_path, float(expires_at))
-
-    @staticmethod
-    def name_for(state: str) -> str:
-        return cookie_name(state)

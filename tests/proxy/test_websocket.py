@@ -91,8 +91,7 @@ async def test_fragments_ping_and_pong_pass(sockets: Sockets) -> None:
         await ws.send(["frag", "ments ", "joined"])  # one message in three frames
         assert await ws.recv() == "fragments joined"
         pong = await ws.ping(b"are you there")
-        latency = await asyncio.wait_for(pong, 5)
-        assert latency >= 0
+        await asyncio.wait_for(pong, 5)  # the pong came back through the gateway
 
 
 async def test_a_refused_handshake_never_reaches_the_upstream(sockets: Sockets) -> None:
